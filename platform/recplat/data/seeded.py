@@ -56,10 +56,14 @@ def row_keys(seed: int, stage: str, *parts: np.ndarray) -> np.ndarray:
     return out
 
 
-def uniform(keys: np.ndarray, count: int) -> np.ndarray:
-    """`count` uniform floats in [0, 1) per key: shape (len(keys), count), draw j is counter j."""
+def uniform(keys: np.ndarray, count: int, start: int = 1) -> np.ndarray:
+    """Uniform floats in [0, 1): shape (len(keys), count); column j is draw number start + j.
+
+    Draw number c of a key is always the same value, so a caller may take draws 1..100 now and
+    101..200 later and get the same stream as taking 1..200 at once.
+    """
     keys = np.asarray(keys, dtype=np.uint64)
-    counters = np.arange(1, count + 1, dtype=np.uint64) * _GOLDEN
+    counters = np.arange(start, start + count, dtype=np.uint64) * _GOLDEN
     with np.errstate(over="ignore"):
         bits = mix64(keys[:, None] ^ counters[None, :])
     return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
