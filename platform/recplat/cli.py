@@ -19,7 +19,12 @@ def _add_prepare(sub) -> None:
         description="Run the preprocessing pipeline (titles, dedupe, k-core, sequences, splits, "
         "candidates, render, stats) on Ray Data and write one dataset directory atomically.",
     )
-    p.add_argument("--config", "-c", help="a prepare YAML (see platform/recplat/data/defaults/prepare.yaml)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--config", "-c", help="a prepare YAML (every key: platform/recplat/data/defaults/prepare.yaml)")
+    src.add_argument(
+        "--preset",
+        help="a packaged config: " + ", ".join(_presets()) + " (default: prepare, the offline MovieLens-100K)",
+    )
     p.add_argument("--out", "-o", required=True, help="the dataset directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset directory")
     p.add_argument("--strict", action="store_true", help="the first malformed input line is an error")
@@ -36,10 +41,28 @@ def _run_prepare(args) -> int:
     from recplat.runtime import init_ray
 
     overrides = list(args.overrides) + (["strict=true"] if args.strict else [])
-    cfg = load_config(PrepareConfig, args.config, overrides)
+    path = args.config or preset_path(args.preset or "prepare")
+    cfg = load_config(PrepareConfig, path, overrides)
     init_ray(args.address, num_cpus=args.num_cpus)
     prepare(cfg, args.out, overwrite=args.overwrite, show_progress=True)
     return 0
+
+
+def _presets() -> list[str]:
+    from importlib import resources
+
+    folder = resources.files("recplat.data") / "defaults"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_path(name: str):
+    from importlib import resources
+
+    from recplat.errors import ConfigError
+
+    if name not in _presets():
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(_presets())}")
+    return resources.files("recplat.data") / "defaults" / f"{name}.yaml"
 
 
 def _add_data(sub) -> None:

