@@ -22,7 +22,7 @@ def sort_interactions(table: pa.Table) -> pa.Table:
     """Rows sorted by (user, domain, timestamp, item, rating); ties keep their input order."""
     if table.num_rows == 0:
         return table
-    order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in SORT_ORDER], null_placement="at_end")
+    order = pc.sort_indices(table, sort_keys=[(c, "ascending", "at_end") for c in SORT_ORDER])
     return table.take(order)
 
 

@@ -73,25 +73,11 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
         item_count.add(annotated_items.num_rows, 0, accounting.reason_counts(annotated_items))
         items = accounting.kept(annotated_items)
         item_count.kept = items.num_rows
-        dropped_items = annotated_items.filter(pc.is_valid(annotated_items.column(accounting.DROP)))
-        write_parquet_atomic(
-            tmp / "dropped_items.parquet",
-            pa.table(
-                {
-                    "item": dropped_items.column("item"),
-                    "domain": dropped_items.column("domain"),
-                    "title": dropped_items.column("title"),
-                    "reason": dropped_items.column(accounting.DROP),
-                },
-                schema=schema.DROPPED_ITEMS,
-            ),
-        )
+        write_parquet_atomic(tmp / "dropped_items.parquet", titles.dropped_items(annotated_items))
         report.stages.append(item_count)
         log.stage(item_count)
 
-        kept_keys = schema.item_keys(items.column("domain"), items.column("item")).combine_chunks()
-        title_dropped = dropped_items.filter(pc.not_equal(dropped_items.column(accounting.DROP), "duplicate_item"))
-        dropped_keys = schema.item_keys(title_dropped.column("domain"), title_dropped.column("item")).combine_chunks()
+        kept_keys, dropped_keys = titles.item_key_sets(annotated_items)
         ds = read.interactions.map_batches(
             _annotate_items_and_bucket,
             batch_format="pyarrow",
@@ -190,7 +176,10 @@ def _annotate_items_and_bucket(batch: pa.Table, kept_keys, dropped_keys, num_par
     return batch.append_column("bucket", writer.bucket_column(batch.column("user"), num_partitions))
 
 
-def _attach_item_idx(batch: pa.Table, keys: pa.Array) -> pa.Table:
+def _attach_item_idx(batch: pa.Table, keys) -> pa.Table:
+    import ray
+
+    keys = ray.get(keys) if isinstance(keys, ray.ObjectRef) else keys  # fn_kwargs refs arrive unresolved
     idx = pc.index_in(schema.item_keys(batch.column("domain"), batch.column("item")), value_set=keys)
     return batch.append_column("item_idx", pc.add(idx, 1).cast(pa.int32()))
 

@@ -109,12 +109,23 @@ def dropped_items(annotated: pa.Table) -> pa.Table:
     )
 
 
+def _resolve(value):
+    """Object refs passed through map_batches' fn_kwargs arrive unresolved inside the task."""
+    if isinstance(value, (pa.Array, pa.ChunkedArray)):
+        return value
+    import ray
+
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+
 def annotate_unknown_items(interactions: pa.Table, kept_keys: pa.Array, dropped_keys: pa.Array) -> pa.Table:
     """Interactions + `drop_reason`: null if the (domain, item) key is kept, `no_title` if its
     item was dropped by the titles stage, `no_metadata` if it has no item row at all.
 
     Input rows are assumed to be all kept so far: an existing `drop_reason` column is replaced.
+    The key arrays may also be Ray object refs (Ray Data does not resolve refs in fn_kwargs).
     """
+    kept_keys, dropped_keys = _resolve(kept_keys), _resolve(dropped_keys)
     keys = schema.item_keys(interactions.column("domain"), interactions.column("item"))
     in_kept = pc.is_in(keys, value_set=kept_keys)
     in_dropped = pc.is_in(keys, value_set=dropped_keys)
@@ -145,24 +156,13 @@ def titles_stage(items_ds, cfg: TitlesConfig):
     )
 
 
-def _resolve(value):
-    """Object refs passed through fn_kwargs arrive unresolved inside the map task."""
-    import ray
-
-    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
-
-
-def _annotate_unknown_batch(batch: pa.Table, kept_keys, dropped_keys) -> pa.Table:
-    return annotate_unknown_items(batch, _resolve(kept_keys), _resolve(dropped_keys))
-
-
 def drop_unknown_items_stage(ds, kept_keys_ref, dropped_keys_ref):
     """Ray Data: interactions → the same rows + `drop_reason` (`no_metadata` / `no_title` / null),
     one `annotate_unknown_items` call per block. Rows are annotated, not removed: the pipeline
     counts the reasons and filters. The key arrays (or refs from `ray.put`) ride in fn_kwargs.
     """
     return ds.map_batches(
-        _annotate_unknown_batch,
+        annotate_unknown_items,
         batch_size=None,
         batch_format="pyarrow",
         fn_kwargs={"kept_keys": kept_keys_ref, "dropped_keys": dropped_keys_ref},

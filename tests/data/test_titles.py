@@ -1,0 +1,143 @@
+"""titles.py: title cleaning, item drop reasons, interactions on unknown items (hand-computed)."""
+
+import pyarrow as pa
+import pytest
+
+from recplat.data import schema
+from recplat.data.accounting import DROP
+from recplat.data.config import TitlesConfig
+from recplat.data.titles import (
+    annotate_titles,
+    annotate_unknown_items,
+    clean_title,
+    drop_unknown_items_stage,
+    dropped_items,
+    item_key_sets,
+    titles_stage,
+)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("  Harry Potter &amp; the Stone \n", ("Harry Potter & the Stone", None)),
+        ("A\t\t B\u00a0 C", ("A B C", None)),  # any whitespace run → one space
+        ("Tom &amp;amp; Jerry", ("Tom &amp; Jerry", None)),  # unescaped once only
+        ("&quot;Heat&quot; &#39;95", ('"Heat" \'95', None)),
+        ("&nbsp;", ("", "title_empty")),  # unescapes to U+00A0, which is whitespace
+        ("", ("", "title_empty")),
+        ("   ", ("", "title_empty")),
+        (None, (None, "title_missing")),
+        (" NaN ", ("NaN", "title_nan")),
+        ("nan", ("nan", "title_nan")),
+        ("nan bread", ("nan bread", None)),
+    ],
+)
+def test_clean_title(raw, expected):
+    assert clean_title(raw) == expected
+
+
+def _items():
+    rows = [
+        ("i1", "Books", "A &amp; B"),
+        ("i2", "Books", None),
+        ("i1", "Books", "Other title"),  # later row of a kept item
+        ("i1", "Movies", " X "),  # same raw id, other domain: another item
+        ("i3", "Books", "   "),
+        ("i4", "Books", "NAN"),
+        ("i2", "Books", "Good"),  # later row of an item whose first row has no title
+    ]
+    return pa.table(
+        {
+            "item": [r[0] for r in rows],
+            "domain": [r[1] for r in rows],
+            "title": [r[2] for r in rows],
+            "category": ["c"] * len(rows),
+            "attributes": ["{}"] * len(rows),
+        },
+        schema=schema.ITEMS,
+    )
+
+
+def test_annotate_titles_drop_mode():
+    out = annotate_titles(_items(), TitlesConfig())
+    assert out.column_names == schema.ITEMS.names + [DROP]
+    assert out.column("item").to_pylist() == ["i1", "i2", "i1", "i1", "i3", "i4", "i2"]  # read order
+    assert out.column("title").to_pylist() == ["A & B", None, "Other title", "X", "", "NAN", "Good"]
+    assert out.column(DROP).to_pylist() == [
+        None,
+        "title_missing",
+        "duplicate_item",
+        None,
+        "title_empty",
+        "title_nan",
+        "duplicate_item",
+    ]
+
+
+def test_annotate_titles_placeholder_mode():
+    out = annotate_titles(_items(), TitlesConfig(on_missing="placeholder", placeholder="None"))
+    assert out.column("title").to_pylist() == ["A & B", "None", "Other title", "X", "None", "None", "Good"]
+    assert out.column(DROP).to_pylist() == [None, None, "duplicate_item", None, None, None, "duplicate_item"]
+
+
+def test_duplicate_item_keeps_first_even_when_later_is_better():
+    items = _items().slice(0, 3)  # i1 ok, i2 missing, i1 again
+    out = annotate_titles(items, TitlesConfig())
+    assert out.column("title").to_pylist()[0] == "A & B"
+    assert out.column(DROP).to_pylist() == [None, "title_missing", "duplicate_item"]
+
+
+def test_key_sets_and_dropped_items():
+    out = annotate_titles(_items(), TitlesConfig())
+    kept, dropped = item_key_sets(out)
+    assert sorted(kept.to_pylist()) == ["Books\x1fi1", "Movies\x1fi1"]
+    assert sorted(dropped.to_pylist()) == ["Books\x1fi2", "Books\x1fi3", "Books\x1fi4"]
+    table = dropped_items(out)
+    assert table.schema == schema.DROPPED_ITEMS
+    assert table.column("reason").to_pylist() == [
+        "title_missing",
+        "duplicate_item",
+        "title_empty",
+        "title_nan",
+        "duplicate_item",
+    ]
+
+
+def _interactions():
+    pairs = [("Books", "i1"), ("Books", "i2"), ("Books", "i9"), ("Movies", "i1"), ("Music", "i1"), ("Books", "i4")]
+    return pa.table(
+        {
+            "user": [f"u{k}" for k in range(len(pairs))],
+            "item": [p[1] for p in pairs],
+            "domain": [p[0] for p in pairs],
+            "timestamp": pa.array(range(len(pairs)), pa.int64()),
+            "rating": pa.array([5.0] * len(pairs), pa.float32()),
+        },
+        schema=schema.INTERACTIONS,
+    )
+
+
+def test_annotate_unknown_items():
+    kept, dropped = item_key_sets(annotate_titles(_items(), TitlesConfig()))
+    out = annotate_unknown_items(_interactions(), kept, dropped)
+    assert out.column_names == schema.INTERACTIONS.names + [DROP]
+    assert out.column(DROP).to_pylist() == [None, "no_title", "no_metadata", None, "no_metadata", "no_title"]
+
+
+def test_ray_transforms_match_kernels(ray_local):
+    ray = ray_local
+    items = _items()
+    cfg = TitlesConfig()
+    items_ds = ray.data.from_arrow(items, override_num_blocks=3)
+    refs = titles_stage(items_ds, cfg).to_arrow_refs()
+    assert len(refs) == 1  # one block: duplicate_item needs the global first occurrence
+    assert ray.get(refs[0]).equals(annotate_titles(items, cfg))
+    assert not ray.data.DataContext.get_current().execution_options.preserve_order  # left unchanged
+    assert not items_ds.context.execution_options.preserve_order
+
+    kept, dropped = item_key_sets(annotate_titles(items, cfg))
+    inter = _interactions()
+    ds = ray.data.from_arrow(inter, override_num_blocks=2)
+    out = pa.concat_tables(ray.get(drop_unknown_items_stage(ds, ray.put(kept), ray.put(dropped)).to_arrow_refs()))
+    assert out.sort_by("user").equals(annotate_unknown_items(inter, kept, dropped))
