@@ -1,0 +1,130 @@
+"""Delimited interaction files: Amazon 2018 ratings CSV, MovieLens u.data / ratings.dat /
+ratings.csv, RecBole .inter.
+
+Fast path: one `pyarrow.csv.read_csv` over the whole file. A multi-character separator made of
+one repeated character (ml-1m's "::") is read with that character as delimiter and the empty
+columns in between checked. The fast path is used only when it parses and holds no row the line
+parser would reject; otherwise the file is read again line by line to find the bad lines.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from recplat.data.sources import ReadResult, ReadTask
+from recplat.data.sources import lines
+from recplat.data.sources.lines import BadRecord, Rejects
+
+BLOCK_SIZE = 1 << 24
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How an interactions file is laid out."""
+
+    columns: list[str]  # the file's columns, in order
+    keys: dict[str, str]  # canonical user/item/timestamp(/rating) -> column; no rating -> null
+    delimiter: str = ","
+    quoted: bool = False  # CSV quoting ("a, b") as in RFC 4180 files
+    header: bool = False  # the first line names the columns and is not a record
+    encoding: str = "utf-8"
+    fractional_timestamps: bool = False  # timestamps written as floats (RecBole): truncated
+    timestamp_divisor: int = 1  # 1000 for milliseconds
+
+
+def split_line(text: str, layout: Layout) -> list[str]:
+    if layout.quoted:
+        return next(csv.reader([text], delimiter=layout.delimiter))
+    return text.split(layout.delimiter)
+
+
+def _fast(path: str, layout: Layout) -> pa.Table | None:
+    """The file parsed by pyarrow, or None when it does not parse."""
+    width = len(layout.delimiter)
+    char = layout.delimiter[0]
+    if layout.delimiter != char * width:
+        return None  # no fast path for a separator like ", "
+    names: list[str] = []
+    fillers: list[str] = []  # "a::b" read with ":" is a, "", b: one empty column per extra character
+    for i, column in enumerate(layout.columns):
+        if i:
+            gap = [f"__gap{i}_{k}" for k in range(width - 1)]
+            names += gap
+            fillers += gap
+        names.append(column)
+    types = {name: pa.string() for name in names}
+    if "rating" in layout.keys:
+        types[layout.keys["rating"]] = pa.float64()
+    types[layout.keys["timestamp"]] = pa.float64() if layout.fractional_timestamps else pa.int64()
+    wanted = [layout.keys[k] for k in ("user", "item", "timestamp", "rating") if k in layout.keys]
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1 if layout.header else 0,
+                encoding=layout.encoding, block_size=BLOCK_SIZE,
+            ),
+            parse_options=pacsv.ParseOptions(delimiter=char, quote_char='"' if layout.quoted else False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, include_columns=wanted + fillers, null_values=[""],
+                strings_can_be_null=False, quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError):
+        return None
+    for filler in fillers:
+        if pc.any(pc.not_equal(table[filler], "")).as_py():
+            return None
+    return table
+
+
+def read_interactions(task: ReadTask, strict: bool, layout: Layout) -> ReadResult:
+    """Interactions of one delimited file, with every malformed line found by number."""
+    keys = layout.keys
+    rating = keys.get("rating")
+    if lines.use_fast_path(task):
+        table = _fast(task.path, layout)
+        numbers = [rating] if rating else []
+        if layout.fractional_timestamps:
+            numbers.append(keys["timestamp"])
+        if table is not None and lines.complete(table, [keys["user"], keys["item"]], numbers, [keys["timestamp"]]):
+            stamps = table[keys["timestamp"]]
+            if layout.fractional_timestamps:
+                stamps = pc.trunc(stamps).cast(pa.int64())
+            if layout.timestamp_divisor != 1:
+                stamps = lines.floor_divide(stamps, layout.timestamp_divisor)
+            columns = {"user": table[keys["user"]], "item": table[keys["item"]], "timestamp": stamps,
+                       "rating": table[rating] if rating else None}
+            return lines.interactions_result(columns, task.domain, Rejects(task.path, strict))
+
+    position = {name: layout.columns.index(column) for name, column in keys.items()}
+    width = len(layout.columns)
+
+    def parse(text: str) -> tuple:
+        parts = split_line(text, layout)
+        if len(parts) != width:
+            raise BadRecord("bad_columns")
+        stamp = lines.integer_field(parts[position["timestamp"]], keys["timestamp"], layout.fractional_timestamps)
+        return (
+            lines.text_field(parts[position["user"]], keys["user"]),
+            lines.text_field(parts[position["item"]], keys["item"]),
+            stamp // layout.timestamp_divisor,
+            lines.number_field(parts[position["rating"]], rating) if rating else None,
+        )
+
+    rejects = Rejects(task.path, strict)
+    rows = lines.parse_lines(task.path, parse, rejects, encoding=layout.encoding, skip=1 if layout.header else 0)
+    return lines.interactions_from_rows(rows, task.domain, rejects)
+
+
+def header_columns(path: str, delimiter: str = ",", quoted: bool = True, encoding: str = "utf-8") -> list[str]:
+    """The column names on a file's first line."""
+    text = lines.first_line(path, encoding)
+    if quoted:
+        return next(csv.reader([text], delimiter=delimiter))
+    return text.split(delimiter)
