@@ -97,9 +97,19 @@ def validate(model: type[M], data: dict[str, Any], source: str = "config") -> M:
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
 
 
-def load_config(model: type[M], path: str | Path | None, overrides: list[str] = ()) -> M:
-    """File (optional) + overrides -> validated model."""
+def load_config(
+    model: type[M], path: str | Path | None, overrides: list[str] = (), relative_to_file: bool = True
+) -> M:
+    """File (optional) + overrides -> validated model.
+
+    When `model` has a `resolve_file_paths(data, base_dir)` classmethod and `relative_to_file`, the
+    relative paths written in the file are resolved against the file's folder first (overrides,
+    applied after, stay relative to the working directory). Packaged presets pass False.
+    """
     data = load_yaml(path) if path else {}
+    resolve = getattr(model, "resolve_file_paths", None)
+    if path and relative_to_file and resolve is not None:
+        data = resolve(data, Path(path).parent)
     data = apply_overrides(data, list(overrides))
     return validate(model, data, source=str(path) if path else "config")
 

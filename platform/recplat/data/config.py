@@ -3,11 +3,18 @@
 Every default runs offline on one CPU machine. A wrong key or value fails validation with a
 message naming it (see recplat.config.validate). The commented reference file with every key is
 platform/recplat/data/defaults/prepare.yaml.
+
+Relative paths in a config FILE (sources' path / interactions / items, render.templates) are
+relative to that file's folder, so a config next to its data works from any working directory
+(`resolve_paths`, applied by recplat.config.load_config before overrides). Paths given as
+`key=value` overrides and paths in the packaged presets stay relative to the working directory.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
@@ -174,3 +181,45 @@ class PrepareConfig(StrictModel):
     render: RenderConfig = RenderConfig()
     num_partitions: int = Field(default=8, ge=1)  # user buckets: the unit of grouped work
     strict: bool = False  # the first malformed input line is an error naming file:line
+
+    @classmethod
+    def resolve_file_paths(cls, data: dict[str, Any], base_dir: str | Path) -> dict[str, Any]:
+        """Hook of recplat.config.load_config: see `resolve_paths`."""
+        return resolve_paths(data, base_dir)
+
+
+# Keys holding file or folder paths, per source kind.
+SOURCE_PATH_KEYS = {
+    "amazon2018": ("path",),
+    "amazon2014": ("path",),
+    "amazon2023": ("path",),
+    "movielens": ("path",),
+    "recbole": ("path",),
+    "table": ("interactions", "items"),
+}
+
+
+def resolve_paths(data: dict[str, Any], base_dir: str | Path) -> dict[str, Any]:
+    """A copy of raw prepare-config data whose relative paths are joined onto `base_dir` (made
+    absolute); `~` is the home folder; absolute paths and non-strings are left alone."""
+    base = Path(base_dir).resolve()
+
+    def join(value):
+        if not isinstance(value, str) or not value:
+            return value
+        value = os.path.expanduser(value)
+        return value if os.path.isabs(value) else os.path.normpath(base / value)
+
+    out = dict(data)
+    if isinstance(data.get("sources"), list):
+        out["sources"] = []
+        for source in data["sources"]:
+            if isinstance(source, dict):
+                source = dict(source)
+                for key in SOURCE_PATH_KEYS.get(source.get("kind"), ()):
+                    if key in source:
+                        source[key] = join(source[key])
+            out["sources"].append(source)
+    if isinstance(data.get("render"), dict) and "templates" in data["render"]:
+        out["render"] = {**data["render"], "templates": join(data["render"]["templates"])}
+    return out

@@ -1,5 +1,5 @@
 """Delimited interaction files: Amazon 2018 ratings CSV, MovieLens u.data / ratings.dat /
-ratings.csv, RecBole .inter.
+ratings.csv, RecBole .inter, generic CSV tables.
 
 Fast path: one `pyarrow.csv.read_csv` over the whole file. A multi-character separator made of
 one repeated character (ml-1m's "::") is read with that character as delimiter and the empty
@@ -28,7 +28,8 @@ class Layout:
     """How an interactions file is laid out."""
 
     columns: list[str]  # the file's columns, in order
-    keys: dict[str, str]  # canonical user/item/timestamp(/rating) -> column; no rating -> null
+    keys: dict[str, str]  # canonical user/item/timestamp(/rating/domain) -> column; no rating -> null,
+    # no domain -> the task's domain
     delimiter: str = ","
     quoted: bool = False  # CSV quoting ("a, b") as in RFC 4180 files
     header: bool = False  # the first line names the columns and is not a record
@@ -60,8 +61,10 @@ def _fast(path: str, layout: Layout) -> pa.Table | None:
     types = {name: pa.string() for name in names}
     if "rating" in layout.keys:
         types[layout.keys["rating"]] = pa.float64()
-    types[layout.keys["timestamp"]] = pa.float64() if layout.fractional_timestamps else pa.int64()
-    wanted = [layout.keys[k] for k in ("user", "item", "timestamp", "rating") if k in layout.keys]
+    # integer timestamps are read as text and checked below: pyarrow's int64 parser also takes
+    # hex ("0x10"), which the line parser (Python's int) refuses
+    types[layout.keys["timestamp"]] = pa.float64() if layout.fractional_timestamps else pa.string()
+    wanted = [layout.keys[k] for k in ("user", "item", "timestamp", "rating", "domain") if k in layout.keys]
     try:
         table = pacsv.read_csv(
             path,
@@ -80,27 +83,41 @@ def _fast(path: str, layout: Layout) -> pa.Table | None:
     for filler in fillers:
         if pc.any(pc.not_equal(table[filler], "")).as_py():
             return None
+    if not layout.fractional_timestamps:
+        name = layout.keys["timestamp"]
+        stamps = table[name]
+        if not pc.all(pc.match_substring_regex(stamps, r"^-?[0-9]+$")).as_py():
+            return None  # blanks, signs, spaces, hex...: the line parser decides
+        try:
+            stamps = stamps.cast(pa.int64())
+        except pa.ArrowInvalid:  # out of the int64 range
+            return None
+        table = table.set_column(table.schema.get_field_index(name), name, stamps)
     return table
 
 
 def read_interactions(task: ReadTask, strict: bool, layout: Layout) -> ReadResult:
     """Interactions of one delimited file, with every malformed line found by number."""
     keys = layout.keys
-    rating = keys.get("rating")
+    rating, domain = keys.get("rating"), keys.get("domain")
+    ids = [keys["user"], keys["item"]] + ([domain] if domain else [])
     if lines.use_fast_path(task):
         table = _fast(task.path, layout)
         numbers = [rating] if rating else []
         if layout.fractional_timestamps:
             numbers.append(keys["timestamp"])
-        if table is not None and lines.complete(table, [keys["user"], keys["item"]], numbers, [keys["timestamp"]]):
+        if table is not None and lines.complete(table, ids, numbers, [keys["timestamp"]]):
             stamps = table[keys["timestamp"]]
             if layout.fractional_timestamps:
-                stamps = pc.trunc(stamps).cast(pa.int64())
-            if layout.timestamp_divisor != 1:
-                stamps = lines.floor_divide(stamps, layout.timestamp_divisor)
-            columns = {"user": table[keys["user"]], "item": table[keys["item"]], "timestamp": stamps,
-                       "rating": table[rating] if rating else None}
-            return lines.interactions_result(columns, task.domain, Rejects(task.path, strict))
+                stamps = _truncate(stamps)
+            if stamps is not None:
+                if layout.timestamp_divisor != 1:
+                    stamps = lines.floor_divide(stamps, layout.timestamp_divisor)
+                columns = {"user": table[keys["user"]], "item": table[keys["item"]], "timestamp": stamps,
+                           "rating": table[rating] if rating else None}
+                if domain:
+                    columns["domain"] = table[domain]
+                return lines.interactions_result(columns, task.domain, Rejects(task.path, strict))
 
     position = {name: layout.columns.index(column) for name, column in keys.items()}
     width = len(layout.columns)
@@ -110,16 +127,33 @@ def read_interactions(task: ReadTask, strict: bool, layout: Layout) -> ReadResul
         if len(parts) != width:
             raise BadRecord("bad_columns")
         stamp = lines.integer_field(parts[position["timestamp"]], keys["timestamp"], layout.fractional_timestamps)
-        return (
+        row = (
             lines.text_field(parts[position["user"]], keys["user"]),
             lines.text_field(parts[position["item"]], keys["item"]),
             stamp // layout.timestamp_divisor,
             lines.number_field(parts[position["rating"]], rating) if rating else None,
         )
+        return row + (lines.text_field(parts[position["domain"]], domain),) if domain else row
 
     rejects = Rejects(task.path, strict)
     rows = lines.parse_lines(task.path, parse, rejects, encoding=layout.encoding, skip=1 if layout.header else 0)
-    return lines.interactions_from_rows(rows, task.domain, rejects)
+    if not domain:
+        return lines.interactions_from_rows(rows, task.domain, rejects)
+    domains = [row[4] for row in rows]
+    result = lines.interactions_from_rows([row[:4] for row in rows], task.domain, rejects)
+    result.interactions = result.interactions.set_column(
+        result.interactions.schema.get_field_index("domain"), "domain", pa.array(domains, pa.string())
+    )
+    return result
+
+
+def _truncate(stamps: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """Float timestamps truncated to int64, or None when one is out of the int64 range (the line
+    parser then rejects that line)."""
+    try:
+        return pc.trunc(stamps).cast(pa.int64())
+    except pa.ArrowInvalid:
+        return None
 
 
 def header_columns(path: str, delimiter: str = ",", quoted: bool = True, encoding: str = "utf-8") -> list[str]:

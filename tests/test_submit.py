@@ -1,0 +1,215 @@
+"""`recplat submit`: the runtime_env, fast clear failures, and (slow) a real local Ray job server."""
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from recplat.cli import main
+from recplat.submit import (
+    EXCLUDES,
+    SubmitError,
+    build_runtime_env,
+    follow_job,
+    normalise_address,
+    project_root,
+    submit_entrypoint,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_runtime_env_uploads_the_checkout_without_heavy_paths():
+    env = build_runtime_env()
+    assert Path(env["working_dir"]) == ROOT == project_root()
+    for path in (".git", ".venv", "/data", "checkpoints", "outputs"):
+        assert path in env["excludes"]
+    assert env["env_vars"]["PYTHONPATH"] == "platform"
+    assert "pip" not in env  # the cluster image's environment by default
+    pinned = build_runtime_env(pip=True)["pip"]["packages"]
+    assert "ray[default,train,tune,data]==2.60.0" in pinned and all("==" in p or ">=" in p for p in pinned)
+    assert env["excludes"] == EXCLUDES
+
+
+def test_excludes_keep_the_package_and_drop_the_heavy_paths():
+    """Ray's own matcher (gitignore syntax): a bare "data" would also drop platform/recplat/data."""
+    from ray._private.runtime_env.packaging import _get_excludes
+
+    excluded = _get_excludes(ROOT, EXCLUDES)
+    for kept in ("platform/recplat/data/config.py", "platform/recplat/catalog.py", "jobs/llmrec", "tests/data"):
+        assert not excluded(ROOT / kept), kept
+    for dropped in ("data", ".git", ".venv", "runs", "checkpoints", "outputs", "platform/recplat/__pycache__"):
+        assert excluded(ROOT / dropped), dropped
+
+
+def test_runtime_env_refuses_a_folder_that_is_not_a_checkout(tmp_path):
+    with pytest.raises(SubmitError, match="not a recplat checkout"):
+        build_runtime_env(tmp_path)
+
+
+def test_address_normalisation(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    assert normalise_address("127.0.0.1:8265/") == "http://127.0.0.1:8265"
+    with pytest.raises(SubmitError, match="no cluster address"):
+        normalise_address(None)
+    with pytest.raises(SubmitError, match="http"):
+        normalise_address("ray://head:10001")
+
+
+def test_unreachable_address_fails_fast_and_clearly():
+    address = f"http://127.0.0.1:{_free_port()}"
+    start = time.monotonic()
+    with pytest.raises(SubmitError, match=f"cannot reach the Ray job server at {address}"):
+        submit_entrypoint("echo hi", address, connect_timeout=2)
+    assert time.monotonic() - start < 5
+
+
+def test_cli_submit_unreachable_and_planned(capsys):
+    port = _free_port()
+    assert main(["submit", "llmrec/table4_bert", "--profile", "smoke", "--address", f"127.0.0.1:{port}"]) == 2
+    assert "cannot reach the Ray job server" in capsys.readouterr().err
+    assert main(["submit", "xcross/table2", "--address", f"127.0.0.1:{port}"]) == 2
+    assert "is planned" in capsys.readouterr().err
+    assert main(["submit", "llmrec/table4_bert", "recipe.train.lr=1e-4", "--profile", "smokee", "--dry-run"]) == 2
+    assert "did you mean smoke" in capsys.readouterr().err
+
+
+def test_cli_submit_dry_run(capsys):
+    code = main(["submit", "llmrec/table5_opt_fpft", "recipe.train.lr=1e-4", "--variant", "1.3b", "--dry-run"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "entrypoint: recplat run llmrec/table5_opt_fpft --profile paper --variant 1.3b recipe.train.lr=1e-4" in out
+    assert "- .git" in out and "working_dir: " in out
+
+
+# --- end to end: a local head node with token authentication --------------------------------------
+@pytest.fixture(scope="module")
+def ray_head():
+    """`ray start --head --block` on loopback with free ports; stopped by signalling the process
+    group it started (not `ray stop`, which would stop every Ray of this user on the machine)."""
+    token = secrets.token_hex(16)
+    ports = {name: _free_port() for name in (
+        "port", "dashboard-port", "ray-client-server-port", "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port",
+        "node-manager-port", "object-manager-port",
+    )}  # fmt: skip
+    temp_dir = tempfile.mkdtemp(prefix="rpe2e", dir="/tmp")  # short: unix socket paths are limited
+    bin_dir = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
+    env.update(
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=token, PATH=bin_dir + os.pathsep + env.get("PATH", ""),
+    )  # fmt: skip
+    cmd = [f"{bin_dir}/ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+           "--dashboard-host=127.0.0.1", "--num-cpus=4", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    cmd += [f"--{name}={port}" for name, port in ports.items()]
+    log = open(Path(temp_dir) / "ray-start.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)  # this process is a client too
+    address = f"http://127.0.0.1:{ports['dashboard-port']}"
+    try:
+        from ray.job_submission import JobSubmissionClient
+
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ray start exited: {(Path(temp_dir) / 'ray-start.log').read_text()[-3000:]}")
+            try:
+                JobSubmissionClient(address).list_jobs()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+        yield {"address": address, "env": env}
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        _kill_leftovers(temp_dir)
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _kill_leftovers(temp_dir: str) -> None:
+    """Processes of this test's cluster that left the process group (their command line names its
+    unique temp dir), ended by pid."""
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if temp_dir in cmdline:
+            try:
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_submit_to_a_local_cluster_end_to_end(ray_head, tmp_path):
+    from ray.job_submission import JobSubmissionClient
+
+    address = ray_head["address"]
+    out_api, out_cli = tmp_path / "out_api", tmp_path / "out_cli"
+    # 1. the helper behind `recplat submit` (the lead switches this to `recplat run <smoke job>`)
+    job_id = submit_entrypoint(
+        ["recplat", "prepare", "--preset", "ml100k", "--out", str(out_api), "--num-cpus", "2"], address,
+        runtime_env=build_runtime_env(), submission_id=f"recplat-e2e-{secrets.token_hex(3)}",
+    )  # fmt: skip
+    # 2. the plain Ray CLI with the shipped runtime_env file, from the repository root
+    cli_id = f"recplat-e2e-cli-{secrets.token_hex(3)}"
+    cli = subprocess.run(
+        [f"{Path(sys.executable).parent}/ray", "job", "submit", "--address", address, "--submission-id", cli_id,
+         "--runtime-env", "cluster/runtime_env.yaml", "--",
+         "recplat", "prepare", "--preset", "ml100k", "--out", str(out_cli), "--num-cpus", "2"],
+        cwd=ROOT, env=ray_head["env"], capture_output=True, text=True, timeout=540,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
+    status = follow_job(address, job_id, out=open(os.devnull, "w"), timeout=300)
+    client = JobSubmissionClient(address)
+    assert status == "SUCCEEDED", client.get_job_logs(job_id)[-3000:]
+    assert str(client.get_job_status(cli_id).value) == "SUCCEEDED"
+    for out in (out_api, out_cli):
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert (out / "stats.json").is_file() and (out / "items.parquet").exists()
+        assert manifest  # written last, atomically: the job finished its work
+    # the uploaded copy of the source was used (PYTHONPATH=platform in the working_dir)
+    assert "recplat-e2e" in job_id
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_failed_job_exits_non_zero_with_a_message(ray_head, capsys):
+    address = ray_head["address"]
+    job_id = submit_entrypoint("python -c 'import sys; sys.exit(3)'", address)
+    assert follow_job(address, job_id, timeout=240) == "FAILED"
+    from recplat.submit import job_failure_message
+
+    text = job_failure_message(address, job_id, "FAILED")
+    assert job_id in text and "ray job logs" in text
