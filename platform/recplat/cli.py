@@ -20,10 +20,15 @@ def _add_prepare(sub) -> None:
         "candidates, render, stats) on Ray Data and write one dataset directory atomically.",
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--config", "-c", help="a prepare YAML (every key: platform/recplat/data/defaults/prepare.yaml)")
+    src.add_argument(
+        "--config", "-c",
+        help="a prepare YAML (every key: platform/recplat/data/defaults/prepare.yaml); relative paths "
+        "in it are relative to the file's folder",
+    )
     src.add_argument(
         "--preset",
-        help="a packaged config: " + ", ".join(_presets()) + " (default: prepare, the offline MovieLens-100K)",
+        help="a packaged config: " + ", ".join(_presets()) + " (default: prepare, the offline MovieLens-100K); "
+        "its relative paths are relative to the working directory",
     )
     p.add_argument("--out", "-o", required=True, help="the dataset directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset directory")
@@ -42,7 +47,8 @@ def _run_prepare(args) -> int:
 
     overrides = list(args.overrides) + (["strict=true"] if args.strict else [])
     path = args.config or preset_path(args.preset or "prepare")
-    cfg = load_config(PrepareConfig, path, overrides)
+    # a config file's relative paths are relative to its folder; a preset's to the working directory
+    cfg = load_config(PrepareConfig, path, overrides, relative_to_file=args.config is not None)
     init_ray(args.address, num_cpus=args.num_cpus)
     prepare(cfg, args.out, overwrite=args.overwrite, show_progress=True)
     return 0
@@ -74,12 +80,19 @@ def _add_data(sub) -> None:
         description="Download a source's official files for the given domains into a directory. "
         "Interrupted downloads resume; sizes and published checksums are verified.",
     )
-    d.add_argument("source", choices=["amazon2018", "amazon2014", "amazon2023", "movielens"])
-    d.add_argument("--domains", nargs="+", default=[], help="domains (Amazon) or variants (MovieLens: ml-1m ...)")
-    d.add_argument("--to", required=True, dest="dest", help="target directory")
-    d.add_argument("--base-url", help="a mirror to use instead of the publisher's URL")
+    from recplat.data.download import SOURCES  # plain data, standard library only: cheap to import
+
+    d.add_argument("source", choices=list(SOURCES))
     d.add_argument(
-        "--ratings", choices=["csv", "reviews"], default="csv", help="amazon2018: ratings CSV or 5-core reviews"
+        "--domains", nargs="+", default=[],
+        help="the publisher's names: Amazon categories (Prime_Pantry ...) or MovieLens variants (ml-1m ...)",
+    )
+    d.add_argument("--to", required=True, dest="dest", help="target directory")
+    d.add_argument(
+        "--base-url", help="a mirror (or test server) replacing the publisher's host; the path layout is kept"
+    )
+    d.add_argument(
+        "--ratings", choices=["csv", "reviews"], help="amazon2018: ratings CSV (default) or 5-core reviews"
     )
     d.set_defaults(func=_run_download)
 
@@ -87,10 +100,170 @@ def _add_data(sub) -> None:
 def _run_download(args) -> int:
     from recplat.data.download import download
 
-    paths = download(args.source, args.domains, args.dest, base_url=args.base_url, ratings=args.ratings)
+    try:
+        paths = download(args.source, args.domains, args.dest, base_url=args.base_url, ratings=args.ratings)
+    except KeyboardInterrupt:
+        # unlike `prepare`, a download keeps its partial file on purpose
+        print("recplat: interrupted; partial downloads are kept as *.part: re-run to resume", file=sys.stderr)
+        return 130
     for path in paths:
         print(path)
     return 0
+
+
+def _add_jobs(sub) -> None:
+    p = sub.add_parser("jobs", help="the job catalog: one entry per paper table/figure (jobs/<paper>/*.yaml)")
+    jobs_sub = p.add_subparsers(dest="jobs_command", required=True)
+    ls = jobs_sub.add_parser("list", help="a table of jobs: name, paper, table/figure, status")
+    ls.add_argument("--paper", help="only this paper: llmrec, xcross, molorec, cprec")
+    ls.add_argument("--status", choices=["ready", "planned"], help="only ready or only planned jobs")
+    ls.set_defaults(func=_run_jobs_list)
+    show = jobs_sub.add_parser("show", help="a job's header comment (its commands) and its resolved spec")
+    show.add_argument("name", help="e.g. llmrec/table4_bert")
+    show.add_argument("--profile", help="only this profile, with its data resolved (default: all)")
+    show.set_defaults(func=_run_jobs_show)
+
+
+def _run_jobs_list(args) -> int:
+    from recplat.catalog import Catalog
+
+    specs = Catalog().list(paper=args.paper, status=args.status)
+    rows = [("NAME", "PAPER", "TABLE/FIGURE", "STATUS", "RUNS")]
+    for s in specs:
+        runs = len(s.profiles["paper"].variants()) or 1
+        rows.append((s.name, s.paper, s.ref + (f" ({s.row})" if s.row else ""), s.status, str(runs)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    ready = sum(s.ready for s in specs)
+    print(f"\n{len(specs)} jobs, {ready} ready, {len(specs) - ready} planned (their recipes are not built yet)")
+    return 0
+
+
+def _run_jobs_show(args) -> int:
+    from recplat.catalog import Catalog, dump_yaml
+
+    spec = Catalog().get(args.name)
+    if args.profile:
+        spec.profile(args.profile)  # a clear error for an unknown profile
+    data = spec.model_dump(mode="json")
+    for name, profile in spec.profiles.items():
+        if args.profile and name != args.profile:
+            del data["profiles"][name]
+            continue
+        data["profiles"][name]["data"] = spec.resolve(name).data.model_dump(mode="json")
+        data["profiles"][name]["variants"] = [v.name for v in profile.variants()]
+        data["profiles"][name].pop("grid", None)
+    print("\n".join(f"# {line}".rstrip() for line in spec.header.splitlines()))
+    print(f"# file: {spec.path}  (data below: the resolved prepare config of each profile)")
+    print(dump_yaml(data), end="")
+    return 0
+
+
+def _add_submit(sub) -> None:
+    p = sub.add_parser(
+        "submit",
+        help="submit a catalog job to a Ray cluster (JobSubmissionClient); entrypoint `recplat run`",
+        description="Upload this checkout (without .git, .venv, data, checkpoints, outputs) and run "
+        "`recplat run NAME --profile P` as a Ray job. Prints the job id; --wait streams its logs and "
+        "exits with its status. Token-auth clusters need RAY_AUTH_MODE=token and the cluster's token.",
+    )
+    p.add_argument("name", help="a catalog job, e.g. llmrec/table4_bert (`recplat jobs list`)")
+    p.add_argument("--address", help="the job server, e.g. http://127.0.0.1:8265 (default: RAY_ADDRESS)")
+    p.add_argument("--profile", default="paper", help="paper (default) or smoke")
+    p.add_argument("--variant", help="one variant of the profile's sweep (default: all of them)")
+    p.add_argument("--wait", action="store_true", help="stream the logs and exit with the job's status")
+    p.add_argument("--timeout", type=float, help="with --wait: give up waiting after this many seconds")
+    p.add_argument("--pip", action="store_true", help="install pyproject's pinned requirements in the job's env")
+    p.add_argument("--dry-run", action="store_true", help="print the entrypoint and runtime_env, submit nothing")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="run overrides, e.g. recipe.train.lr=1e-4")
+    p.set_defaults(func=_run_submit)
+
+
+def _run_submit(args) -> int:
+    import shlex
+
+    from recplat.catalog import Catalog, dump_yaml
+    from recplat.submit import build_runtime_env, follow_job, job_failure_message, new_submission_id
+    from recplat.submit import normalise_address, submit_entrypoint
+
+    spec = Catalog().get(args.name)
+    spec.require_ready()
+    spec.resolve(args.profile, args.variant, args.overrides)  # bad overrides fail here, not on the cluster
+    entrypoint = ["recplat", "run", spec.name, "--profile", args.profile]
+    entrypoint += (["--variant", args.variant] if args.variant else []) + list(args.overrides)
+    runtime_env = build_runtime_env(pip=args.pip)
+    if args.dry_run:
+        print(f"entrypoint: {shlex.join(entrypoint)}")
+        print(dump_yaml({"runtime_env": runtime_env}), end="")
+        return 0
+    address = normalise_address(args.address)
+    label = spec.name.replace("/", "-") + f"-{args.profile}" + (f"-{args.variant}" if args.variant else "")
+    job_id = submit_entrypoint(
+        entrypoint, address, runtime_env=runtime_env, submission_id=new_submission_id(label),
+        metadata={"recplat_job": spec.name, "profile": args.profile, "variant": args.variant or ""},
+    )  # fmt: skip
+    print(job_id)
+    if not args.wait:
+        print(f"  logs:   ray job logs {job_id} --address {address} --follow", file=sys.stderr)
+        print(f"  status: ray job status {job_id} --address {address}", file=sys.stderr)
+        return 0
+    try:
+        status = follow_job(address, job_id, timeout=args.timeout)
+    except KeyboardInterrupt:
+        print(f"recplat: stopped following; job {job_id} keeps running (ray job stop {job_id} --address "
+              f"{address})", file=sys.stderr)
+        return 130
+    if status != "SUCCEEDED":
+        print(f"recplat: {job_failure_message(address, job_id, status)}", file=sys.stderr)
+        return 1
+    print(f"recplat: job {job_id} succeeded", file=sys.stderr)
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train and evaluate one recipe from a config file (Ray Train)",
+        description="Run one recipe (setup -> Ray Train -> best checkpoint -> test metrics) from a YAML "
+        "with the recipe's keys (see recplat/recipes/<recipe>.py `Config`), plus key=value overrides.",
+    )
+    p.add_argument("recipe", help="llmrec, sasrec, gru4rec or popularity")
+    p.add_argument("--config", "-c", help="the recipe's YAML config")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.max_steps=100 lora.rank=32")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    from recplat.config import load_config
+    from recplat.recipes import recipe_module
+    from recplat.runtime import init_ray
+
+    module = recipe_module(args.recipe)
+    overrides = list(args.overrides)
+    if args.recipe in ("sasrec", "gru4rec"):
+        overrides.append(f"arch={args.recipe}")
+    cfg = load_config(module.Config, args.config, overrides)
+    init_ray(args.address, quiet=False)
+    module.run(cfg)
+    return 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the embedded default: prepare MovieLens-100K, train LLM-Rec (LoRA) and SASRec, compare",
+        description="Offline, on local Ray: prepare MovieLens-100K from the installed recbole package (or "
+        "the synthetic multi-domain corpus), train LLM-Rec with LoRA on the offline MiniLM encoder and "
+        "SASRec on 2 Ray Train workers, evaluate both on the same stored candidates, write a report.",
+    )
+    p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
+    p.add_argument("--synthetic", action="store_true", help="use the seeded synthetic multi-domain corpus")
+    p.add_argument("--steps", type=int, default=200, help="LLM-Rec optimizer steps (SASRec: 4x)")
+    p.add_argument("--workers", type=int, default=2, help="Ray Train workers per model")
+    p.add_argument("--fresh", action="store_true", help="re-prepare the dataset even if it exists")
+    p.set_defaults(func=lambda args: __import__("recplat.demo", fromlist=["main"]).main(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_prepare(sub)
     _add_data(sub)
+    _add_jobs(sub)
+    _add_submit(sub)
+    _add_train(sub)
+    _add_demo(sub)
     return parser
 
 

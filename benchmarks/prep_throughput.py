@@ -1,0 +1,214 @@
+"""Benchmark: `recplat prepare` on Ray Data vs the single-process reference (tests/data/reference.py).
+
+Synthetic Amazon-2018-format corpora (5 domains, ratings CSV + meta JSON) of the requested sizes
+are written once under --workdir; each pipeline then runs in its own process while a sampler adds
+up the resident memory of that process and all its children (Ray's raylet, GCS and workers
+included) every 0.2 s. Results are printed and, with --write, put into docs/benchmarks.md between
+the markers of the "prep_throughput" section.
+
+    python benchmarks/prep_throughput.py --sizes 1000000 10000000 --write
+    python benchmarks/prep_throughput.py --sizes 200000 --skip-reference   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+DOMAINS = ["Books", "Movies", "Music", "Games", "Toys"]
+MEAN_INTERACTIONS = 20
+
+
+def corpus_config(n_interactions: int) -> dict:
+    users = max(1, n_interactions // MEAN_INTERACTIONS)
+    return {
+        "kind": "synthetic",
+        "domains": DOMAINS,
+        "users": users,
+        "items_per_domain": max(200, users // 25),
+        "topics": 16,
+        "mean_interactions": float(MEAN_INTERACTIONS),
+        "seed": 0,
+        "users_per_task": 50_000,
+    }
+
+
+def prepare_config(corpus_dir: Path, partitions: int) -> dict:
+    """LLM-Rec-style preparation: mixed 5-core, leave-one-out prefixes, stored candidates."""
+    return {
+        "name": "bench",
+        "seed": 42,
+        "sources": [{"kind": "amazon2018", "path": str(corpus_dir), "domains": DOMAINS, "ratings": "csv"}],
+        "kcore": {"user": 5, "item": 5, "scope": "mixed"},
+        "sequences": {"scope": "mixed", "drop_consecutive_repeats": True},
+        "split": {"method": "leave_one_out", "max_history": 10},
+        "candidates": {"count": 100, "train_negatives": 10},
+        "num_partitions": partitions,
+    }
+
+
+def write_corpus(workdir: Path, n: int) -> Path:
+    from recplat.data.config import SyntheticSource
+    from recplat.data.synth import write_amazon2018
+
+    corpus = workdir / f"corpus_{n}"
+    done = corpus / "DONE.json"
+    if not done.exists():
+        t0 = time.time()
+        info = write_amazon2018(corpus, SyntheticSource(**corpus_config(n)))
+        info["seconds"] = round(time.time() - t0, 1)
+        done.write_text(json.dumps(info))
+        print(f"wrote corpus {corpus} ({info['interactions']:,} interactions) in {info['seconds']}s", flush=True)
+    return corpus
+
+
+# --- the measured runs (each in a child process: `python prep_throughput.py --run KIND CFG OUT`) ---
+def run_ray(cfg_path: str, out: str, num_cpus: int, object_store_gib: float) -> None:
+    import ray
+
+    from recplat.config import load_config
+    from recplat.data.config import PrepareConfig
+    from recplat.data.pipeline import prepare
+
+    cfg = load_config(PrepareConfig, cfg_path, [])
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray.init(num_cpus=num_cpus, object_store_memory=int(object_store_gib * 2**30), include_dashboard=False,
+             log_to_driver=False)
+    prepare(cfg, out, overwrite=True, show_progress=False)
+
+
+def run_reference(cfg_path: str, out: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from tests.data.reference import reference_prepare
+
+    from recplat.config import load_config
+    from recplat.data.config import PrepareConfig
+
+    cfg = load_config(PrepareConfig, cfg_path, [])
+    tables = reference_prepare(cfg)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    import pyarrow.parquet as pq
+
+    for name, table in tables.items():
+        if hasattr(table, "num_rows"):
+            path = Path(out) / f"{name}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path)
+
+
+def measure(cmd: list[str]) -> dict:
+    """Wall time and peak summed RSS of `cmd` and all its descendants."""
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    root = psutil.Process(proc.pid)
+    peak = 0
+    stop = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not stop.is_set():
+            total = 0
+            try:
+                procs = [root] + root.children(recursive=True)
+            except psutil.NoSuchProcess:
+                break
+            for p in procs:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            peak = max(peak, total)
+            stop.wait(0.2)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    rc = proc.wait()
+    stop.set()
+    thread.join()
+    return {"rc": rc, "seconds": round(time.time() - t0, 1), "peak_rss_gib": round(peak / 2**30, 2)}
+
+
+def update_doc(rows: list[dict]) -> None:
+    doc = ROOT / "docs" / "benchmarks.md"
+    begin, end = "<!-- prep_throughput:begin -->", "<!-- prep_throughput:end -->"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    cpu = f"{psutil.cpu_count(logical=True)} logical CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
+    lines = [
+        begin,
+        f"Machine: {platform.node()} ({platform.machine()}, {cpu}); measured {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| interactions | pipeline | wall time (s) | peak RSS, process tree (GiB) | time vs reference |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = f"{r['seconds'] / r['reference_seconds']:.2f}×" if r.get("reference_seconds") else "–"
+        lines.append(f"| {r['n']:,} | {r['kind']} | {r['seconds']} | {r['peak_rss_gib']} | {ratio if r['kind'] == 'ray' else ''} |")
+    lines.append(end)
+    block = "\n".join(lines)
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text += "\n## Data plane: `recplat prepare` throughput (benchmarks/prep_throughput.py)\n\n" + block + "\n"
+    doc.parent.mkdir(exist_ok=True)
+    tmp = doc.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(doc)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench_prep")
+    ap.add_argument("--num-cpus", type=int, default=os.cpu_count())
+    ap.add_argument("--partitions", type=int, default=None, help="num_partitions (default: 4 x CPUs)")
+    ap.add_argument("--object-store-gib", type=float, default=2.0)
+    ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    ap.add_argument("--run", nargs=3, metavar=("KIND", "CFG", "OUT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.run:
+        kind, cfg, out = args.run
+        run_ray(cfg, out, args.num_cpus, args.object_store_gib) if kind == "ray" else run_reference(cfg, out)
+        return 0
+
+    import yaml
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in args.sizes:
+        corpus = write_corpus(args.workdir, n)
+        cfg_path = args.workdir / f"prepare_{n}.yaml"
+        cfg_path.write_text(yaml.safe_dump(prepare_config(corpus, args.partitions or 4 * args.num_cpus)))
+        kinds = ["ray"] if args.skip_reference else ["reference", "ray"]
+        ref_seconds = None
+        for kind in kinds:
+            out = args.workdir / f"out_{kind}_{n}"
+            cmd = [sys.executable, __file__, "--num-cpus", str(args.num_cpus), "--object-store-gib",
+                   str(args.object_store_gib), "--run", kind, str(cfg_path), str(out)]
+            result = measure(cmd)
+            if result["rc"] != 0:
+                print(f"{kind} at {n:,} failed (exit {result['rc']})", file=sys.stderr)
+                return 1
+            if kind == "reference":
+                ref_seconds = result["seconds"]
+            row = {"n": n, "kind": kind, **result, "reference_seconds": ref_seconds}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    if args.write:
+        update_doc(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

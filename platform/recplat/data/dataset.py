@@ -1,0 +1,109 @@
+"""Reading a prepared dataset directory (what `recplat prepare` wrote) for training and evaluation.
+
+Recipes never look at raw files or sample anything: they read the stored examples (history,
+target, candidates) and the items table, and turn them into model inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recplat.data import schema, writer
+from recplat.errors import DataError
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """A complete dataset directory: `PreparedDataset.open(path)` checks that it is one."""
+
+    path: Path
+
+    @classmethod
+    def open(cls, path: str | Path) -> "PreparedDataset":
+        path = Path(path)
+        if not (path / "manifest.json").is_file():
+            raise DataError(
+                f"{path} is not a prepared dataset (no manifest.json): run `recplat prepare --out {path}` first"
+            )
+        return cls(path)
+
+    @cached_property
+    def manifest(self) -> dict:
+        return json.loads((self.path / "manifest.json").read_text())
+
+    @cached_property
+    def items(self) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.path / "items.parquet")
+
+    @property
+    def num_items(self) -> int:
+        """Items are 1..num_items (0 is padding)."""
+        return self.items.num_rows
+
+    @cached_property
+    def titles(self) -> np.ndarray:
+        """Titles as an object array indexed by item_idx; index 0 is the empty string."""
+        titles = np.empty(self.num_items + 1, dtype=object)
+        titles[0] = ""
+        titles[self.items.column("item_idx").to_numpy()] = np.asarray(self.items.column("title").to_pylist(), dtype=object)
+        return titles
+
+    @cached_property
+    def item_domains(self) -> np.ndarray:
+        domains = np.empty(self.num_items + 1, dtype=object)
+        domains[0] = ""
+        domains[self.items.column("item_idx").to_numpy()] = np.asarray(self.items.column("domain").to_pylist(), dtype=object)
+        return domains
+
+    @property
+    def domains(self) -> list[str]:
+        return sorted(set(self.items.column("domain").to_pylist()))
+
+    def examples(self, split: str, scope: str | None = None, target_domains: list[str] | None = None) -> pa.Table:
+        """One split's examples (schema.EXAMPLES), optionally only one sequence scope / target domains."""
+        if split not in schema.SPLITS:
+            raise DataError(f"unknown split {split!r}: one of {', '.join(schema.SPLITS)}")
+        table = writer.read_table_dir(self.path / "examples" / split)
+        if table.num_columns == 0:
+            return schema.empty(schema.EXAMPLES)
+        if scope is not None:
+            table = table.filter(pc.equal(table.column("scope"), scope))
+        if target_domains is not None:
+            table = table.filter(pc.is_in(table.column("target_domain"), pa.array(target_domains, pa.string())))
+        return table
+
+    def rendered(self, family: str, split: str) -> pa.Table:
+        path = self.path / "rendered" / family / split
+        if not path.is_dir():
+            raise DataError(f"{self.path} has no rendered text for {family!r}: add it to render.families and re-prepare")
+        return writer.read_table_dir(path)
+
+
+def padded_lists(column: pa.ChunkedArray | pa.Array, width: int | None = None, pad: int = 0, align: str = "right") -> np.ndarray:
+    """A list<int> column as an int64 matrix [rows, width].
+
+    align="right" keeps the last `width` values of each list and puts padding in front (the most
+    recent item sits in the last column, as sequence models read it); align="left" keeps the first
+    `width` and pads at the end (candidate lists).
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int64)
+    width = int(lengths.max(initial=0)) if width is None else width
+    out = np.full((len(lengths), width), pad, dtype=np.int64)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    within = np.arange(len(values)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cols = width - (np.repeat(lengths, lengths) - within) if align == "right" else within
+    keep = (cols >= 0) & (cols < width)
+    out[rows[keep], cols[keep]] = values[keep]
+    return out

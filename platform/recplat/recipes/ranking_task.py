@@ -1,0 +1,244 @@
+"""What every "score a user against stored candidates" recipe shares (LLM-Rec, SASRec, GRU4Rec).
+
+- the stored examples as fixed-width arrays: history [N, L] (right-aligned, 0 = padding),
+  target [N], candidates [N, C] (0 = padding when fewer were available);
+- the training data as a Ray Dataset of those arrays (the stored train negatives are the S
+  negatives of LLM-Rec Eq. 6: nothing is sampled at load time);
+- `RankingTask`: a training-spine Task whose validation and test evaluation are the same code,
+  the item-tower cache path (encode each needed item once, then gather; spec §1.7);
+- `evaluate_checkpoint`: the best checkpoint scored on a split, as a Ray task (on a GPU worker when
+  the job has GPUs), written as Parquet + JSON results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from pydantic import Field
+
+from recplat.config import StrictModel
+from recplat.data.dataset import PreparedDataset, padded_lists
+from recplat.train.config import TrainConfig
+from recplat.train.task import Task
+
+
+@dataclass
+class RankingArrays:
+    """Examples as plain numpy (picklable into Ray Train workers)."""
+
+    history: np.ndarray  # [N, L] int64, most recent item in the last column, 0 = padding
+    target: np.ndarray  # [N] int64
+    candidates: np.ndarray  # [N, C] int64 negatives, 0 = padding
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    @classmethod
+    def from_table(cls, table: pa.Table, max_history: int, max_candidates: int | None = None) -> "RankingArrays":
+        return cls(
+            history=padded_lists(table.column("history"), max_history, align="right"),
+            target=table.column("target").to_numpy().astype(np.int64),
+            candidates=padded_lists(table.column("candidates"), max_candidates, align="left"),
+        )
+
+
+def select_examples(prepared: PreparedDataset, split: str, scope: str, target_domains: list[str] | None,
+                    limit: int | None = None, seed: int = 0) -> pa.Table:  # fmt: skip
+    """One split's examples, filtered; `limit` keeps a fixed seeded subset (e.g. LLM-Rec's 10% of
+    validation users for early stopping), in stored order."""
+    table = prepared.examples(split, target_domains=target_domains)
+    table = table.filter(scope_mask(table.column("scope"), scope))
+    if limit is not None and table.num_rows > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=limit, replace=False))
+        table = table.take(pa.array(keep))
+    return table
+
+
+def training_dataset(prepared: PreparedDataset, scope: str, target_domains: list[str] | None,
+                     max_history: int, negatives: int):  # fmt: skip
+    """The train examples as a Ray Dataset with fixed-width columns history, target, negatives."""
+    import ray.data
+
+    ds = ray.data.read_parquet(str(prepared.path / "examples" / "train"), columns=["scope", "history", "target",
+                                                                                   "target_domain", "candidates"])
+    return ds.map_batches(
+        _fixed_width, batch_format="pyarrow",
+        fn_kwargs=dict(scope=scope, target_domains=target_domains, max_history=max_history, negatives=negatives),
+    )
+
+
+def scope_mask(scopes: pa.ChunkedArray | pa.Array, scope: str) -> pa.Array:
+    """Which example rows belong to the sequences a model trains/evaluates on: "mixed" (one
+    all-domain sequence per user, SPIAO), "per_domain" (one sequence per user and domain, S²PIAO),
+    "any", or one scope name (a domain)."""
+    from recplat.data.schema import MIXED_SCOPE
+
+    if scope == "any":
+        return pa.array([True] * len(scopes))
+    if scope == "mixed":
+        return pc.equal(scopes, MIXED_SCOPE)
+    if scope == "per_domain":
+        return pc.not_equal(scopes, MIXED_SCOPE)
+    return pc.equal(scopes, scope)
+
+
+def _fixed_width(batch: pa.Table, scope, target_domains, max_history: int, negatives: int) -> dict:
+    batch = batch.filter(scope_mask(batch.column("scope"), scope))
+    if target_domains is not None:
+        batch = batch.filter(pc.is_in(batch.column("target_domain"), pa.array(target_domains, pa.string())))
+    arrays = RankingArrays.from_table(batch, max_history, negatives)
+    if arrays.candidates.shape[1] < negatives:  # every list was shorter: widen with padding
+        pad = np.zeros((len(arrays), negatives - arrays.candidates.shape[1]), dtype=np.int64)
+        arrays.candidates = np.concatenate([arrays.candidates, pad], axis=1)
+    return {"history": arrays.history, "target": arrays.target, "negatives": arrays.candidates}
+
+
+class RankingTask(Task):
+    """A Task scored by `encode_users` . `encode_items`; subclasses add build_model/training_step.
+
+    `valid` is the fixed validation subset; `metric_names` are reported by `validate`.
+    """
+
+    def __init__(self, num_items: int, valid: RankingArrays | None, metric_names: list[str], eval_batch_size: int = 64):
+        self.num_items = num_items
+        self.valid = valid
+        self.metric_names = list(metric_names)
+        self.eval_batch_size = eval_batch_size
+
+    # -- what a subclass implements besides build_model / training_step -----------------------
+    def encode_users(self, model: torch.nn.Module, history: torch.Tensor) -> torch.Tensor:
+        """[B, L] histories -> [B, d] user vectors."""
+        raise NotImplementedError
+
+    def encode_items(self, model: torch.nn.Module, item_idx: torch.Tensor) -> torch.Tensor:
+        """[k] item indices -> [k, d] item vectors."""
+        raise NotImplementedError
+
+    # -- shared -------------------------------------------------------------------------------
+    @staticmethod
+    def masked_logits(logits: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """Padding negatives (item 0) must not count in the softmax of Eq. 6."""
+        pad = torch.cat([torch.zeros_like(negatives[:, :1], dtype=torch.bool), negatives == 0], dim=1)
+        return logits.masked_fill(pad, torch.finfo(logits.dtype).min)
+
+    @torch.no_grad()
+    def rank(self, model: torch.nn.Module, arrays: RankingArrays) -> np.ndarray:
+        """Pessimistic ranks of each target among its candidates, via the item-tower cache."""
+        from recplat.eval.ranking import build_item_cache, needed_items, rank_with_item_cache
+
+        device = next(model.parameters()).device
+        items = needed_items(arrays.target, arrays.candidates)
+        cache = build_item_cache(lambda ids: self.encode_items(model, ids.to(device)), items, self.num_items,
+                                 batch_size=self.eval_batch_size * 4)
+        users = [self.encode_users(model, torch.as_tensor(arrays.history[i : i + self.eval_batch_size], device=device))
+                 for i in range(0, len(arrays), self.eval_batch_size)]
+        user_vectors = torch.cat(users) if users else torch.zeros(0, cache.shape[1], device=device)
+        return rank_with_item_cache(user_vectors.float(), cache.float(), arrays.target, arrays.candidates,
+                                    mask=arrays.candidates != 0)
+
+    def validate(self, model: torch.nn.Module) -> dict[str, float]:
+        from recplat.eval.metrics import mean_metrics
+
+        if self.valid is None or not len(self.valid):
+            return {}
+        return mean_metrics(self.rank(model, self.valid), self.metric_names)
+
+
+def _evaluate(task: RankingTask, checkpoint_dir: str, arrays: RankingArrays, use_gpu: bool) -> np.ndarray:
+    from recplat.train.checkpoint import load_weights
+    from recplat.train.checkpoint import WEIGHTS_FILE
+
+    model = task.build_model()
+    load_weights(model, Path(checkpoint_dir) / WEIGHTS_FILE)
+    model.eval()
+    if use_gpu and torch.cuda.is_available():
+        model.cuda()
+    return task.rank(model, arrays)
+
+
+def evaluate_checkpoint(task: RankingTask, checkpoint_dir: str, examples: pa.Table, max_history: int,
+                        use_gpu: bool = False, num_cpus: float = 1) -> np.ndarray:  # fmt: skip
+    """Ranks of `examples` under the weights in `checkpoint_dir`, computed in a Ray task."""
+    import ray
+
+    arrays = RankingArrays.from_table(examples, max_history)
+    remote = ray.remote(num_cpus=num_cpus, num_gpus=1 if use_gpu else 0)(_evaluate)
+    return ray.get(remote.remote(task, checkpoint_dir, arrays, use_gpu))
+
+
+def score_and_write(prepared: PreparedDataset, examples: pa.Table, ranks: np.ndarray, metrics: list[str],
+                    out_dir: str | Path, window: int):  # fmt: skip
+    """Metrics overall, per target domain and per Same/Mix/Diff segment (LLM-Rec Fig. 5), written
+    as ranks.parquet + metrics.json under out_dir."""
+    from recplat.eval.results import evaluate_ranks
+    from recplat.eval.segments import history_domain_segments
+
+    segments = {"history_domains": history_domain_segments(examples, prepared.items, window=window)}
+    results = evaluate_ranks(examples, ranks, metrics, by=("target_domain",), segments=segments)
+    results.write(out_dir)
+    return results
+
+
+# --- the run shared by the ranking recipes: train -> best checkpoint -> test -> files ---------
+class RankingEvalConfig(StrictModel):
+    metrics: list[str] = ["recall@1", "recall@10", "ndcg@10"]  # LLM-Rec Table 4
+    valid_examples: int | None = Field(1000, ge=1)  # fixed seeded validation subset (paper: 10% of users)
+    batch_size: int = Field(64, ge=1)  # users per encoder forward at evaluation
+    scope: str = "mixed"  # test examples of the mixed sequences (SPIAO), see scope_mask
+    target_domains: list[str] | None = None  # None: every domain
+
+
+class RankingData(StrictModel):
+    dataset: str  # a prepared dataset directory (`recplat prepare --out ...`)
+    train_scope: str = "mixed"  # mixed (SPIAO) | per_domain (S²PIAO) | any | one domain's scope
+    train_domains: list[str] | None = None  # only train examples whose target is in these domains
+    max_history: int = Field(10, ge=1)  # spec §1.4: the 10 most recent items
+    negatives: int = Field(10, ge=1)  # S of Eq. 6: the first S stored train negatives
+
+
+def train_and_evaluate(name: str, task_factory, data: RankingData, evaluation: RankingEvalConfig,
+                       train: TrainConfig, out: str | Path) -> dict:  # fmt: skip
+    """The whole run of a ranking recipe; writes out/{test/, summary.json} and returns the summary.
+
+    `task_factory(prepared, valid_arrays)` builds the recipe's RankingTask.
+    """
+    import time
+
+    from recplat.runtime import init_ray
+    from recplat.storage import write_json_atomic
+    from recplat.train.launch import fit
+
+    started = time.time()
+    init_ray()
+    out = Path(out)
+    prepared = PreparedDataset.open(data.dataset)
+    valid = select_examples(prepared, "valid", evaluation.scope, evaluation.target_domains,
+                            limit=evaluation.valid_examples, seed=train.seed)
+    task = task_factory(prepared, RankingArrays.from_table(valid, data.max_history))
+    train_ds = training_dataset(prepared, data.train_scope, data.train_domains, data.max_history, data.negatives)
+    if train.storage_path == TrainConfig().storage_path:  # default: checkpoints next to the results
+        train = train.model_copy(update={"storage_path": str((out / "checkpoints").absolute()), "name": name})
+    result = fit(task, train, train_ds)
+    trained = time.time()
+
+    test = select_examples(prepared, "test", evaluation.scope, evaluation.target_domains)
+    ranks = evaluate_checkpoint(task, result.best_checkpoint.path, test, data.max_history, use_gpu=train.use_gpu)
+    results = score_and_write(prepared, test, ranks, evaluation.metrics, out / "test", window=data.max_history)
+    summary = {
+        "recipe": name,
+        "dataset": str(prepared.path),
+        "overall": results.overall,
+        "best_checkpoint": result.best_checkpoint.path,
+        "best_validation": result.best_metrics,
+        "train": result.summary,
+        "seconds": {"train": round(trained - started, 1), "test": round(time.time() - trained, 1)},
+        "test_examples": test.num_rows,
+    }
+    write_json_atomic(out / "summary.json", summary)
+    print(f"\n{name}: test results ({test.num_rows:,} examples)\n{results.format_table()}", flush=True)
+    return summary

@@ -1,0 +1,1 @@
+"""Reports: tables of our numbers (beside the paper's), and PNG plots."""

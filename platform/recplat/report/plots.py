@@ -1,0 +1,75 @@
+"""PNG plots for reports (matplotlib, headless). Each function writes one file atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return path
+
+
+def curves(series: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str,
+           xlabel: str = "step", ylabel: str = "") -> Path:  # fmt: skip
+    """One line per named series of (x, y) points, e.g. training loss per step for each model."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for name, points in series.items():
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o" if len(points) < 20 else None, markersize=3, label=name)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend()
+    return _save(fig, path)
+
+
+def grouped_bars(values: Mapping[str, Mapping[str, float]], path: str | Path, title: str, ylabel: str = "",
+                 percent: bool = True) -> Path:  # fmt: skip
+    """Bars grouped by metric (x axis), one colour per model/run: values[run][metric]."""
+    import numpy as np
+
+    plt = _figure()
+    runs = list(values)
+    metrics = list(dict.fromkeys(m for run in runs for m in values[run]))
+    width = 0.8 / max(len(runs), 1)
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.2 * len(metrics) * max(len(runs), 1) / 2), 3.8))
+    x = np.arange(len(metrics))
+    for i, run in enumerate(runs):
+        heights = [values[run].get(m, np.nan) * (100 if percent else 1) for m in metrics]
+        bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, heights, width, label=run)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(x, metrics)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel or ("%" if percent else ""))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
