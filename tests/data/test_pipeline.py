@@ -4,18 +4,21 @@ and strict about bad input."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recplat.config import validate
+from recplat.config import load_config, validate
 from recplat.data import pipeline as pipeline_module
 from recplat.data.config import PrepareConfig
 from recplat.data.pipeline import prepare
 from recplat.data.writer import read_table_dir
 from recplat.errors import DataError, RecplatError
 from tests.data.reference import reference_prepare
+
+FIXTURE_CONFIGS = sorted((Path(__file__).parents[1] / "fixtures").glob("*/prepare.yaml"))
 
 SORT_KEYS = {
     "items": ["item_idx"],
@@ -52,6 +55,8 @@ def assert_matches_reference(cfg: PrepareConfig, out) -> dict:
     ref = reference_prepare(cfg)
     for name, keys in SORT_KEYS.items():
         assert_tables_equal(load_output(out, name), ref[name], keys, name)
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    assert stages == ref["accounting"], "row accounting differs from the reference"
     return ref
 
 
@@ -78,6 +83,23 @@ def test_synthetic_equals_reference_and_accounts_for_every_row(ray_local, tmp_pa
     assert manifest["seed"] == 7 and manifest["config"]["kcore"]["user"] == 3
     assert {"ray", "pyarrow", "recplat"} <= set(manifest["versions"])
     assert report.tables["examples"] > 0
+
+
+@pytest.mark.slow
+def test_synthetic_200k_interactions_equals_reference(ray_local, tmp_path):
+    """~200k interactions (10,000 users x ~20), the size the brief asks the pipeline to match at."""
+    cfg = make_cfg(
+        name="synth200k",
+        seed=5,
+        num_partitions=8,
+        sources=[dict(kind="synthetic", users=10_000, mean_interactions=20, seed=1)],
+        kcore=dict(user=5, item=5),
+        sequences=dict(drop_consecutive_repeats=True, max_length=50),
+        candidates=dict(count=100, train_negatives=5),
+    )
+    prepare(cfg, tmp_path / "ds", show_progress=False)
+    ref = assert_matches_reference(cfg, tmp_path / "ds")
+    assert ref["accounting"][0]["read"] > 150_000
 
 
 @pytest.mark.parametrize(
@@ -162,3 +184,18 @@ def test_recbole_ml100k_from_the_installed_wheel(ray_local, tmp_path):
     assert test.num_rows == 943  # every ML-100K user has >= 20 ratings: one test example each
     assert set(len(c) for c in test.column("candidates").to_pylist()) == {50}
     assert_matches_reference(cfg, tmp_path / "ds")
+
+
+@pytest.mark.parametrize("config", FIXTURE_CONFIGS, ids=[p.parent.name for p in FIXTURE_CONFIGS])
+def test_fixture_equals_reference_and_renders(ray_local, tmp_path, config):
+    """Every hand-made fixture in a real format (tests/fixtures/<format>/prepare.yaml); an empty
+    parameter set (no fixtures yet) is reported as skipped by pytest."""
+    cfg = load_config(PrepareConfig, config)
+    report = prepare(cfg, tmp_path / "ds", show_progress=False)
+    assert_matches_reference(cfg, tmp_path / "ds")
+    for family in cfg.render.families:
+        for split in ("train", "valid", "test"):
+            rendered = load_output(tmp_path / "ds", f"rendered/{family}/{split}")
+            examples = load_output(tmp_path / "ds", f"examples/{split}")
+            assert rendered.num_rows == examples.num_rows, (family, split)
+        assert report.tables[f"rendered/{family}"] == report.tables["examples"]

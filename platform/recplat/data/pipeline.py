@@ -121,7 +121,7 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
         # --- splits ----------------------------------------------------------------------
         examples = splits.examples_stage(seqs, cfg.split, cfg.seed)
         if cfg.split.cold_start:
-            examples = splits.cold_start_stage(examples, seqs, cfg.split)
+            examples = splits.cold_start_stage(examples)
         examples, count = _filter_counted(examples, "splits", "examples")
         report.stages.append(count)
         log.stage(count)
@@ -154,7 +154,7 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
             log.step("render", ", ".join(cfg.render.families))
 
         # --- stats -----------------------------------------------------------------------
-        report.stats = stats.dataset_stats(ds)
+        report.stats = stats.stats_stage(ds, P)
         write_json_atomic(tmp / "stats.json", report.stats)
 
         # --- manifest (last: a directory with a manifest is complete) ---------------------

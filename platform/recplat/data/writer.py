@@ -35,7 +35,8 @@ def sort_table(table: pa.Table, keys: list[str], split_order: tuple[str, ...] | 
     return table.drop_columns(["__split_code"]) if "__split_code" in table.column_names else table
 
 
-def _write_group(group: pa.Table, dest: str, keys: list[str], schema: pa.Schema, split_by: str | None, split_order):
+def _write_group(group: pa.Table, dest: str, sort_keys: list[str], schema: pa.Schema, split_by: str | None, split_order):
+    keys = sort_keys
     bucket = int(group.column("bucket")[0].as_py())
     rows = []
     if split_by:
@@ -69,9 +70,11 @@ def write_by_bucket(
     written = ds.groupby("bucket", num_partitions=num_partitions).map_groups(
         _write_group,
         batch_format="pyarrow",
-        fn_kwargs=dict(dest=str(dest), keys=keys, schema=schema, split_by=split_by, split_order=split_order),
+        # not `keys=`: map_groups passes its own `keys` argument to the wrapped function
+        fn_kwargs=dict(dest=str(dest), sort_keys=keys, schema=schema, split_by=split_by, split_order=split_order),
     )
-    total = int(sum(written.to_pandas()["rows"])) if written.count() else 0
+    counts = written.to_pandas()  # runs the writes once
+    total = int(counts["rows"].sum()) if len(counts) else 0
     # Every table directory exists and is readable even when it holds no rows.
     targets = [Path(dest) / s for s in split_order] if split_by else [Path(dest)]
     for target in targets:
