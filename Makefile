@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(VENV)/bin/recplat prepare --preset ml100k --out runs/demo/ml100k --overwrite
+	$(VENV)/bin/recplat demo
 
 test: install
 	$(VENV)/bin/pytest -q

@@ -49,20 +49,20 @@ class PreparedDataset:
         """Items are 1..num_items (0 is padding)."""
         return self.items.num_rows
 
+    def _by_item_idx(self, column: str) -> np.ndarray:
+        """An items-table column as an object array indexed by item_idx; index 0 is ""."""
+        out = np.empty(self.num_items + 1, dtype=object)
+        out[0] = ""
+        out[self.items.column("item_idx").to_numpy()] = np.asarray(self.items.column(column).to_pylist(), dtype=object)
+        return out
+
     @cached_property
     def titles(self) -> np.ndarray:
-        """Titles as an object array indexed by item_idx; index 0 is the empty string."""
-        titles = np.empty(self.num_items + 1, dtype=object)
-        titles[0] = ""
-        titles[self.items.column("item_idx").to_numpy()] = np.asarray(self.items.column("title").to_pylist(), dtype=object)
-        return titles
+        return self._by_item_idx("title")
 
     @cached_property
     def item_domains(self) -> np.ndarray:
-        domains = np.empty(self.num_items + 1, dtype=object)
-        domains[0] = ""
-        domains[self.items.column("item_idx").to_numpy()] = np.asarray(self.items.column("domain").to_pylist(), dtype=object)
-        return domains
+        return self._by_item_idx("domain")
 
     @property
     def domains(self) -> list[str]:

@@ -46,6 +46,7 @@ class TrainerState:
     bad_validations: int = 0  # validations since the last improvement
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)  # every validation, with "step"
+    train_log: list[dict[str, float]] = field(default_factory=list)  # loss / lr / samples/s every log_every steps
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -76,10 +76,12 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
                          "train_loss": window_loss / window_batches}
         if state.step % cfg.log_every == 0:
             elapsed = time.perf_counter() - window_start
+            throughput = window_steps * samples_per_step / max(elapsed, 1e-9)
+            state.train_log.append({"step": state.step, "train_loss": train_metrics["train_loss"],
+                                    "lr": train_metrics["lr"], "samples_per_s": throughput})
             if rank == 0:
                 logger.info("step %d/%d  loss %.4f  lr %.3g  %.1f samples/s", state.step, total_steps,
-                            train_metrics["train_loss"], train_metrics["lr"],
-                            window_steps * samples_per_step / max(elapsed, 1e-9))
+                            train_metrics["train_loss"], train_metrics["lr"], throughput)
             window_loss, window_batches, window_start, window_steps = 0.0, 0, time.perf_counter(), 0
 
         paused = time.perf_counter()  # validation and checkpoints do not count against samples/s
@@ -99,7 +101,7 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
                     state.step, cfg.metric, cfg.patience, state.best, state.best_step)
     return {"step": state.step, "total_steps": total_steps, "epoch": state.epoch, "resumed_from": resumed_from,
             "stopped_early": state.stopped_early, "best": state.best, "best_step": state.best_step,
-            "history": state.history}
+            "history": state.history, "train_log": state.train_log}
 
 
 # --- setup -----------------------------------------------------------------------------------
