@@ -177,28 +177,31 @@ def test_submit_to_a_local_cluster_end_to_end(ray_head, tmp_path):
 
     address = ray_head["address"]
     out_api, out_cli = tmp_path / "out_api", tmp_path / "out_cli"
-    # 1. the helper behind `recplat submit` (the lead switches this to `recplat run <smoke job>`)
+    # the cheapest ready smoke job (SASRec, ~45 s in-process here), a few steps
+    run = ["recplat", "run", "llmrec/table4_sasrec", "--profile", "smoke", "--out"]
+    steps = ["recipe.train.max_steps=4", "recipe.train.eval_every=2"]
+    # 1. the helper behind `recplat submit`
     job_id = submit_entrypoint(
-        ["recplat", "prepare", "--preset", "ml100k", "--out", str(out_api), "--num-cpus", "2"], address,
+        [*run, str(out_api), *steps], address,
         runtime_env=build_runtime_env(), submission_id=f"recplat-e2e-{secrets.token_hex(3)}",
     )  # fmt: skip
-    # 2. the plain Ray CLI with the shipped runtime_env file, from the repository root
-    cli_id = f"recplat-e2e-cli-{secrets.token_hex(3)}"
-    cli = subprocess.run(
-        [f"{Path(sys.executable).parent}/ray", "job", "submit", "--address", address, "--submission-id", cli_id,
-         "--runtime-env", "cluster/runtime_env.yaml", "--",
-         "recplat", "prepare", "--preset", "ml100k", "--out", str(out_cli), "--num-cpus", "2"],
-        cwd=ROOT, env=ray_head["env"], capture_output=True, text=True, timeout=540,
-    )  # fmt: skip
-    assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
     status = follow_job(address, job_id, out=open(os.devnull, "w"), timeout=300)
     client = JobSubmissionClient(address)
     assert status == "SUCCEEDED", client.get_job_logs(job_id)[-3000:]
+    # 2. the plain Ray CLI with the shipped runtime_env file, from the repository root (after the
+    # first job: two trainings at once would crowd a 2-core machine)
+    cli_id = f"recplat-e2e-cli-{secrets.token_hex(3)}"
+    cli = subprocess.run(
+        [f"{Path(sys.executable).parent}/ray", "job", "submit", "--address", address, "--submission-id", cli_id,
+         "--runtime-env", "cluster/runtime_env.yaml", "--", *run, str(out_cli), *steps],
+        cwd=ROOT, env=ray_head["env"], capture_output=True, text=True, timeout=540,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
     assert str(client.get_job_status(cli_id).value) == "SUCCEEDED"
     for out in (out_api, out_cli):
-        manifest = json.loads((out / "manifest.json").read_text())
-        assert (out / "stats.json").is_file() and (out / "items.parquet").exists()
-        assert manifest  # written last, atomically: the job finished its work
+        record = json.loads((out / "run.json").read_text())  # written last, atomically
+        assert record["complete"] and record["runs"]["run"]["summary"]["train"]["step"] == 4
+        assert (out / "run" / "test" / "metrics.json").is_file() and (out / "data" / "manifest.json").is_file()
     # the uploaded copy of the source was used (PYTHONPATH=platform in the working_dir)
     assert "recplat-e2e" in job_id
 

@@ -1,6 +1,8 @@
 """The `recplat` command line.
 
     recplat prepare --config jobs/data/spiao.yaml [--out DIR] [key=value ...]
+    recplat run llmrec/table4_sasrec --profile smoke [--variant V] [--out DIR] [key=value ...]
+    recplat report llmrec/table4_sasrec --profile smoke [--out DIR]
     recplat data download amazon2018 --domains Office_Products Prime_Pantry --to data/raw
 """
 
@@ -190,6 +192,9 @@ def _run_submit(args) -> int:
     spec = Catalog().get(args.name)
     spec.require_ready()
     spec.resolve(args.profile, args.variant, args.overrides)  # bad overrides fail here, not on the cluster
+    from recplat.run import validate_job
+
+    validate_job(spec, args.profile, args.variant, args.overrides)  # and a bad recipe section
     entrypoint = ["recplat", "run", spec.name, "--profile", args.profile]
     entrypoint += (["--variant", args.variant] if args.variant else []) + list(args.overrides)
     runtime_env = build_runtime_env(pip=args.pip)
@@ -250,6 +255,37 @@ def _run_train(args) -> int:
     return 0
 
 
+def _add_run(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a catalog job: prepare its data, run its recipe (every sweep variant), write run.json",
+        description="Run one catalog job in this process, on a local Ray or the cluster at RAY_ADDRESS "
+        "(so `ray job submit -- recplat run NAME` works): prepare the profile's data into <out>/data "
+        "(reused while unchanged), run the recipe into <out>/<variant or run>, write <out>/run.json.",
+    )
+    p.add_argument("name", help="a catalog job, e.g. llmrec/table4_bert (`recplat jobs list`)")
+    p.add_argument("--profile", default="paper", help="paper (default) or smoke")
+    p.add_argument("--variant", help="one variant of the profile's sweep (default: all of them, in turn)")
+    p.add_argument("--out", help="the run directory (default: runs/<job>-<profile>[-<variant>])")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. recipe.train.max_steps=5 data.kcore.user=3")
+    p.set_defaults(func=lambda args: __import__("recplat.run", fromlist=["main"]).main(args))
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="our numbers beside the paper's for a finished `recplat run` (Markdown table + PNG plots)",
+        description="Read <out>/run.json and the runs' test metrics; write <out>/report/ (README.md with "
+        "ours, the paper's and the difference; bars for tables, curves for sweeps) and print the table.",
+    )
+    p.add_argument("name", help="a catalog job, e.g. llmrec/table4_bert")
+    p.add_argument("--profile", default="paper", help="paper (default) or smoke")
+    p.add_argument("--variant", help="the variant given to `recplat run` (locates its default --out)")
+    p.add_argument("--out", help="the run directory (default: runs/<job>-<profile>[-<variant>])")
+    p.set_defaults(func=lambda args: __import__("recplat.report.paper", fromlist=["main"]).main(args))
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
@@ -278,11 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit(sub)
     _add_train(sub)
     _add_demo(sub)
+    _add_run(sub)
+    _add_report(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `key=value` overrides may also follow the options: `recplat run NAME --profile smoke a.b=1`
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     try:
         return args.func(args)
     except RecplatError as exc:

@@ -42,9 +42,10 @@ def _configs(data: Path, out: Path, steps: int, workers: int):
     from recplat.train.config import TrainConfig
 
     ranking = RankingData(dataset=str(data), negatives=10)
-    evaluation = RankingEvalConfig(metrics=["recall@1", "recall@10", "ndcg@10", "mrr"], valid_examples=200)
+    # a fifth of the validation users (~190 on MovieLens-100K) for early stopping
+    evaluation = RankingEvalConfig(metrics=["recall@1", "recall@10", "ndcg@10", "mrr"], valid_ratio=0.2)
     llm = llmrec.Config(
-        data=ranking, eval=evaluation, lora=llmrec.LoraSettings(rank=8, alpha=16, dropout=0.05),
+        data=ranking, eval=evaluation, finetune=llmrec.Finetune(method="lora", rank=8, alpha=16, dropout=0.05),
         train=TrainConfig(num_workers=workers, micro_batch_size=8, lr=5e-4, warmup_ratio=0.05, max_steps=steps,
                           eval_every=max(steps // 4, 1), metric="recall@10", mode="max", log_every=10,
                           storage_path=str((out / "checkpoints").absolute()), name="llmrec"),

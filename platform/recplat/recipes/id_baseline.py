@@ -22,14 +22,18 @@ from recplat.recipes.ranking_task import RankingArrays, RankingData, RankingEval
 from recplat.train.config import TrainConfig
 
 
+class IdModel(StrictModel):
+    hidden_size: int = Field(64, ge=1)
+    num_layers: int | None = Field(None, ge=1)  # SASRec blocks / GRU4Rec layers; None: 2 / 1
+    num_heads: int = Field(1, ge=1)  # SASRec only
+    dropout: float = Field(0.2, ge=0, lt=1)
+    max_history: int = Field(10, ge=1)  # the most recent items fed to the model (SASRec: its max length)
+
+
 class Config(StrictModel):
     data: RankingData
     arch: Literal["sasrec", "gru4rec"] = "sasrec"
-    hidden: int = Field(64, ge=1)
-    num_blocks: int = Field(2, ge=1)  # SASRec
-    num_heads: int = Field(1, ge=1)  # SASRec
-    num_layers: int = Field(1, ge=1)  # GRU4Rec
-    dropout: float = Field(0.2, ge=0, lt=1)
+    model: IdModel = IdModel()
     eval: RankingEvalConfig = RankingEvalConfig()
     train: TrainConfig = TrainConfig(lr=1e-3, micro_batch_size=64, eval_every=200, metric="recall@10", mode="max",
                                      patience=5)
@@ -42,16 +46,16 @@ class IdBaselineTask(RankingTask):
         self.cfg = cfg
 
     def build_model(self) -> torch.nn.Module:
-        cfg = self.cfg
-        if cfg.arch == "sasrec":
+        m = self.cfg.model
+        if self.cfg.arch == "sasrec":
             from recplat.models.sasrec import SASRec
 
-            return SASRec(self.num_items, hidden=cfg.hidden, num_blocks=cfg.num_blocks, num_heads=cfg.num_heads,
-                          dropout=cfg.dropout, max_len=cfg.data.max_history)
+            return SASRec(self.num_items, hidden=m.hidden_size, num_blocks=m.num_layers or 2, num_heads=m.num_heads,
+                          dropout=m.dropout, max_len=m.max_history)
         from recplat.models.gru4rec import GRU4Rec
 
-        return GRU4Rec(self.num_items, hidden=cfg.hidden, embedding_size=cfg.hidden, num_layers=cfg.num_layers,
-                       dropout=cfg.dropout)
+        return GRU4Rec(self.num_items, hidden=m.hidden_size, embedding_size=m.hidden_size,
+                       num_layers=m.num_layers or 1, dropout=m.dropout)
 
     def collate(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         candidates = np.concatenate([batch["target"][:, None], batch["negatives"]], axis=1)
@@ -75,4 +79,4 @@ def run(cfg: Config) -> dict:
     def make_task(prepared: PreparedDataset, valid: RankingArrays) -> IdBaselineTask:
         return IdBaselineTask(cfg, prepared.num_items, valid)
 
-    return train_and_evaluate(cfg.arch, make_task, cfg.data, cfg.eval, cfg.train, cfg.out)
+    return train_and_evaluate(cfg.arch, make_task, cfg.data, cfg.eval, cfg.train, cfg.out, cfg.model.max_history)

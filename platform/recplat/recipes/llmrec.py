@@ -3,13 +3,14 @@
     recplat run llmrec/table4_bert --profile smoke        # a catalog entry
     recplat train llmrec --config my.yaml [key=value ...] # a bare config (keys: `Config` below)
 
-Setup: the backbone (BERT / OPT / FLAN-T5 encoder, any HF id or local folder; `offline:minilm`
-ships with the project) with LoRA or full fine-tuning; every item title tokenized once
-(`TitleTokens`, §1.4). Train: Eq. 6 cross-entropy over the positive and the S stored same-domain
+Setup: the backbone (`model.name`: BERT / OPT / FLAN-T5 encoder, any HF id or local folder;
+`offline:minilm` ships with the project) with LoRA or full fine-tuning (`finetune.method`); every
+item title tokenized once (`TitleTokens`, §1.4). Train: Eq. 6 cross-entropy over the positive and the S stored same-domain
 negatives, on Ray Train (DDP or DeepSpeed ZeRO-2), validating every `train.eval_every` steps on a
 fixed validation subset with early stopping (§1.8). Test: the best checkpoint ranks each test
 target among its stored candidates through the item-tower cache (§1.7); metrics overall, per
-target domain and per Same/Mix/Diff segment (Fig. 5).
+target domain and per Same/Mix/Diff segment (Fig. 5). `mode: evaluate` skips training and tests
+the best checkpoint of `init_from` (Figs. 5 and 6).
 """
 
 from __future__ import annotations
@@ -18,38 +19,62 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from recplat.config import StrictModel
 from recplat.data.dataset import PreparedDataset
 from recplat.models.losses import candidate_cross_entropy
-from recplat.recipes.ranking_task import RankingArrays, RankingData, RankingEvalConfig, RankingTask, train_and_evaluate
+from recplat.recipes.ranking_task import (RankingArrays, RankingData, RankingEvalConfig, RankingTask, RunRef,
+                                          train_and_evaluate)
 from recplat.train.config import TrainConfig
 
 
-class LoraSettings(StrictModel):
+class ModelSettings(StrictModel):
+    name: str = "offline:minilm"  # HF id, local folder, or offline:minilm
+    family: Literal["encoder", "decoder", "encoder_decoder"] | None = None  # None: from the HF config
+    max_title_tokens: int = Field(40, ge=1)  # spec §1.4
+    max_history: int = Field(10, ge=1)  # spec §1.4: the 10 most recent items
+
+
+class Finetune(StrictModel):
+    method: Literal["full", "lora"] = "lora"  # full = every parameter trains (the paper's FPFT)
     rank: int = Field(16, ge=1)  # LLM-Rec code default 16; Table 5 uses 32
     alpha: float = Field(16, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
     target_modules: list[str] | None = None  # None: the architecture's defaults (adapters.py)
 
+    @model_validator(mode="after")
+    def _lora_keys_need_lora(self) -> "Finetune":
+        lora_keys = sorted(self.model_fields_set - {"method"})
+        if self.method == "full" and lora_keys:
+            raise ValueError(f"{', '.join(lora_keys)}: LoRA settings, set with method: full (use method: lora)")
+        return self
+
 
 class Config(StrictModel):
     data: RankingData
-    model: str = "offline:minilm"  # HF id, local folder, or offline:minilm
-    family: Literal["encoder", "decoder", "encoder_decoder"] | None = None  # None: from the HF config
-    lora: LoraSettings | None = LoraSettings()  # None = full-parameter fine-tuning (FPFT)
-    max_title_tokens: int = Field(40, ge=1)  # spec §1.4
+    model: ModelSettings = ModelSettings()
+    finetune: Finetune = Finetune()
+    mode: Literal["train", "evaluate"] = "train"  # evaluate: no training, test init_from's best checkpoint
+    init_from: RunRef | None = None  # the run whose best checkpoint `mode: evaluate` tests
     eval: RankingEvalConfig = RankingEvalConfig()
     train: TrainConfig = TrainConfig(lr=5e-5, weight_decay=0.001, warmup_ratio=0.001, micro_batch_size=8,
                                      eval_every=100, metric="recall@1", mode="max", patience=10)
     out: str = "runs/llmrec"
 
+    @model_validator(mode="after")
+    def _evaluate_needs_a_run(self) -> "Config":
+        if self.mode == "evaluate" and self.init_from is None:
+            raise ValueError("mode: evaluate needs init_from (the run whose best checkpoint is tested)")
+        if self.mode == "train" and self.init_from is not None:
+            raise ValueError("init_from: only with mode: evaluate (warm-starting a training run is not built)")
+        return self
+
 
 class LlmRecTask(RankingTask):
     """The Task the training spine runs: plain data here, the model is built inside each worker."""
 
-    def __init__(self, cfg: Config, titles: np.ndarray, num_items: int, valid: RankingArrays):
+    def __init__(self, cfg: Config, titles: np.ndarray, num_items: int, valid: RankingArrays | None):
         super().__init__(num_items, valid, cfg.eval.metrics, cfg.eval.batch_size)
         self.cfg = cfg
         self.titles = titles
@@ -60,12 +85,13 @@ class LlmRecTask(RankingTask):
         from recplat.models.offline import resolve_model_name
         from recplat.models.text_encoder import DualEncoder, TitleTokens, load_backbone
 
-        backbone, tokenizer, family = load_backbone(resolve_model_name(self.cfg.model), self.cfg.family)
-        if self.cfg.lora is not None:
-            lora = self.cfg.lora
-            backbone = apply_lora(backbone, lora_config(backbone, lora.rank, lora.alpha, lora.dropout, lora.target_modules))
-        self.tokens = TitleTokens.from_titles(tokenizer, list(self.titles), family, self.cfg.max_title_tokens,
-                                              self.cfg.data.max_history)
+        model = self.cfg.model
+        backbone, tokenizer, family = load_backbone(resolve_model_name(model.name), model.family)
+        ft = self.cfg.finetune
+        if ft.method == "lora":
+            backbone = apply_lora(backbone, lora_config(backbone, ft.rank, ft.alpha, ft.dropout, ft.target_modules))
+        self.tokens = TitleTokens.from_titles(tokenizer, list(self.titles), family, model.max_title_tokens,
+                                              model.max_history)
         return DualEncoder(backbone, family)
 
     def collate(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -93,8 +119,12 @@ class LlmRecTask(RankingTask):
 
 
 def run(cfg: Config) -> dict:
-    def make_task(prepared: PreparedDataset, valid: RankingArrays) -> LlmRecTask:
+    def make_task(prepared: PreparedDataset, valid: RankingArrays | None) -> LlmRecTask:
         return LlmRecTask(cfg, prepared.titles, prepared.num_items, valid)
 
-    return train_and_evaluate("llmrec", make_task, cfg.data, cfg.eval, cfg.train, cfg.out)
+    # evaluate mode: another run's best checkpoint (its items are encoded from their titles, so a
+    # checkpoint transfers to a dataset with other items: LLM-Rec Fig. 6's zero-shot domains)
+    checkpoint = cfg.init_from.summary("init_from")["best_checkpoint"] if cfg.mode == "evaluate" else None
+    return train_and_evaluate("llmrec", make_task, cfg.data, cfg.eval, cfg.train, cfg.out, cfg.model.max_history,
+                              checkpoint=checkpoint)
 

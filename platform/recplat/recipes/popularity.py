@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
 from recplat.config import StrictModel
 from recplat.data.dataset import PreparedDataset, padded_lists
@@ -17,6 +18,7 @@ from recplat.recipes.ranking_task import RankingData, RankingEvalConfig, score_a
 
 class Config(StrictModel):
     data: RankingData
+    max_history: int = Field(10, ge=1)  # history window of the Same/Mix/Diff segments
     eval: RankingEvalConfig = RankingEvalConfig()
     out: str = "runs/popularity"
 
@@ -39,7 +41,8 @@ def run(cfg: Config) -> dict:
     candidates = padded_lists(test.column("candidates"), align="left")
     target = test.column("target").to_numpy().astype(np.int64)
     ranks = rank_from_scores(popularity[target], popularity[candidates], mask=candidates != 0)
-    results = score_and_write(prepared, test, ranks, cfg.eval.metrics, Path(cfg.out) / "test", cfg.data.max_history)
+    results = score_and_write(prepared, test, ranks, cfg.eval.metrics, Path(cfg.out) / "test", cfg.max_history,
+                              segments=cfg.eval.segments)
     summary = {"recipe": "popularity", "dataset": str(prepared.path), "overall": results.overall,
                "test_examples": test.num_rows}
     write_json_atomic(Path(cfg.out) / "summary.json", summary)

@@ -12,17 +12,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from recplat.config import StrictModel
 from recplat.data.dataset import PreparedDataset, padded_lists
+from recplat.errors import ConfigError
 from recplat.train.config import TrainConfig
 from recplat.train.task import Task
 
@@ -48,12 +51,13 @@ class RankingArrays:
 
 
 def select_examples(prepared: PreparedDataset, split: str, scope: str, target_domains: list[str] | None,
-                    limit: int | None = None, seed: int = 0) -> pa.Table:  # fmt: skip
-    """One split's examples, filtered; `limit` keeps a fixed seeded subset (e.g. LLM-Rec's 10% of
-    validation users for early stopping), in stored order."""
+                    fraction: float = 1.0, seed: int = 0) -> pa.Table:  # fmt: skip
+    """One split's examples, filtered; `fraction` < 1 keeps a fixed seeded subset (LLM-Rec's 10% of
+    validation users for early stopping, spec §1.7), in stored order."""
     table = prepared.examples(split, target_domains=target_domains)
     table = table.filter(scope_mask(table.column("scope"), scope))
-    if limit is not None and table.num_rows > limit:
+    limit = max(1, math.ceil(fraction * table.num_rows))
+    if limit < table.num_rows:
         keep = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=limit, replace=False))
         table = table.take(pa.array(keep))
     return table
@@ -149,21 +153,24 @@ class RankingTask(Task):
         return mean_metrics(self.rank(model, self.valid), self.metric_names)
 
 
-def _evaluate(task: RankingTask, checkpoint_dir: str, arrays: RankingArrays, use_gpu: bool) -> np.ndarray:
-    from recplat.train.checkpoint import load_weights
-    from recplat.train.checkpoint import WEIGHTS_FILE
+def _evaluate(task: RankingTask, checkpoint_dir: str, arrays: RankingArrays, use_gpu: bool) -> tuple[np.ndarray, dict]:
+    from recplat.train.checkpoint import WEIGHTS_FILE, load_weights
 
     model = task.build_model()
     load_weights(model, Path(checkpoint_dir) / WEIGHTS_FILE)
     model.eval()
     if use_gpu and torch.cuda.is_available():
         model.cuda()
-    return task.rank(model, arrays)
+    # LLM-Rec Fig. 7 plots Recall against the trainable parameters (LoRA adapters vs the whole model)
+    params = {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+              "total": sum(p.numel() for p in model.parameters())}
+    return task.rank(model, arrays), params
 
 
 def evaluate_checkpoint(task: RankingTask, checkpoint_dir: str, examples: pa.Table, max_history: int,
-                        use_gpu: bool = False, num_cpus: float = 1) -> np.ndarray:  # fmt: skip
-    """Ranks of `examples` under the weights in `checkpoint_dir`, computed in a Ray task."""
+                        use_gpu: bool = False, num_cpus: float = 1) -> tuple[np.ndarray, dict]:  # fmt: skip
+    """Ranks of `examples` under the weights in `checkpoint_dir` and the model's parameter counts
+    ({"trainable", "total"}), computed in a Ray task."""
     import ray
 
     arrays = RankingArrays.from_table(examples, max_history)
@@ -171,41 +178,112 @@ def evaluate_checkpoint(task: RankingTask, checkpoint_dir: str, examples: pa.Tab
     return ray.get(remote.remote(task, checkpoint_dir, arrays, use_gpu))
 
 
+SEGMENTS = ("same_mix_diff",)
+
+
 def score_and_write(prepared: PreparedDataset, examples: pa.Table, ranks: np.ndarray, metrics: list[str],
-                    out_dir: str | Path, window: int):  # fmt: skip
-    """Metrics overall, per target domain and per Same/Mix/Diff segment (LLM-Rec Fig. 5), written
-    as ranks.parquet + metrics.json under out_dir."""
+                    out_dir: str | Path, window: int, segments=SEGMENTS):  # fmt: skip
+    """Metrics overall, per target domain and per segment (same_mix_diff: LLM-Rec Fig. 5's
+    Same/Mix/Diff history domains), written as ranks.parquet + metrics.json under out_dir."""
     from recplat.eval.results import evaluate_ranks
     from recplat.eval.segments import history_domain_segments
 
-    segments = {"history_domains": history_domain_segments(examples, prepared.items, window=window)}
-    results = evaluate_ranks(examples, ranks, metrics, by=("target_domain",), segments=segments)
+    labels = {}
+    if "same_mix_diff" in segments:
+        labels["same_mix_diff"] = history_domain_segments(examples, prepared.items, window=window)
+    results = evaluate_ranks(examples, ranks, metrics, by=("target_domain",), segments=labels)
     results.write(out_dir)
     return results
 
 
-# --- the run shared by the ranking recipes: train -> best checkpoint -> test -> files ---------
+def compare_results(results, other_dir: str | Path) -> list[dict]:
+    """This run against another run on the same test examples (matched on user, scope, position):
+    per result row and metric, both means, the relative difference ours / theirs - 1 (LLM-Rec
+    Fig. 5's relative improvement) and the two-tailed paired t-test's p."""
+    from recplat.eval.metrics import parse_metric
+    from recplat.eval.results import OVERALL, load_results
+    from recplat.eval.significance import align_on_keys, paired_t_test
+
+    other = load_results(Path(other_dir) / "test")
+    ia, ib = align_on_keys(results.per_example, other.per_example)
+    ours, theirs = results.per_example["rank"].to_numpy()[ia], other.per_example["rank"].to_numpy()[ib]
+    rows = []
+    for row in results.rows:
+        if row["group"] == OVERALL:
+            select = np.ones(len(ia), dtype=bool)
+        else:
+            select = np.asarray(results.per_example[row["group"]].to_pylist(), dtype=object)[ia] == row["value"]
+        out = {"group": row["group"], "value": row["value"], "n": int(select.sum())}
+        for name in results.metrics:
+            if name not in other.metrics:
+                continue
+            spec = parse_metric(name)
+            a, b = spec.per_example(ours[select]), spec.per_example(theirs[select])
+            mean_a, mean_b = (float(a.mean()), float(b.mean())) if len(a) else (None, None)
+            out[name] = {"ours": mean_a, "theirs": mean_b,
+                         "relative": mean_a / mean_b - 1 if mean_b else None,
+                         "p": paired_t_test(a, b).p if len(a) >= 2 else None}
+        rows.append(out)
+    return rows
+
+
+# --- the configs shared by the ranking recipes ----------------------------------------------
+class RunRef(StrictModel):
+    """Another run: a catalog job (whose finished run `recplat run` finds next to this one and
+    writes into `run_dir`), or a run directory given directly (`recplat train`)."""
+
+    job: str | None = None  # e.g. llmrec/table4_bert; the same profile as this run
+    variant: str | None = None  # a variant of that job's sweep
+    run_dir: str | None = None  # the run's directory: summary.json, test/
+
+    @model_validator(mode="after")
+    def _job_or_dir(self) -> "RunRef":
+        if self.job is None and self.run_dir is None:
+            raise ValueError("give job (a catalog job) or run_dir (a finished run's directory)")
+        return self
+
+    def summary(self, key: str) -> dict:
+        """The run's summary.json; `key` names this reference in errors (e.g. init_from)."""
+        import json
+
+        if self.run_dir is None:
+            raise ConfigError(f"{key}.run_dir: not set; `recplat run` fills it in from {key}.job, "
+                              "`recplat train` needs the directory of a finished run")
+        path = Path(self.run_dir) / "summary.json"
+        if not path.is_file():
+            raise ConfigError(f"{key}: {self.run_dir} holds no finished run (no summary.json)"
+                              + (f"; run {self.job} first" if self.job else ""))
+        return json.loads(path.read_text(encoding="utf-8"))
+
+
 class RankingEvalConfig(StrictModel):
     metrics: list[str] = ["recall@1", "recall@10", "ndcg@10"]  # LLM-Rec Table 4
-    valid_examples: int | None = Field(1000, ge=1)  # fixed seeded validation subset (paper: 10% of users)
+    # a fixed seeded fraction of the validation examples, for early stopping (spec §1.7: 10% of users)
+    valid_ratio: float = Field(0.1, gt=0, le=1)
     batch_size: int = Field(64, ge=1)  # users per encoder forward at evaluation
     scope: str = "mixed"  # test examples of the mixed sequences (SPIAO), see scope_mask
     target_domains: list[str] | None = None  # None: every domain
+    # rows besides overall and per target domain (always written): same_mix_diff = LLM-Rec Fig. 5
+    segments: list[Literal["same_mix_diff"]] = ["same_mix_diff"]
+    # another run on the same test examples: relative difference and paired t-test per row
+    compare_with: RunRef | None = None
 
 
 class RankingData(StrictModel):
     dataset: str  # a prepared dataset directory (`recplat prepare --out ...`)
     train_scope: str = "mixed"  # mixed (SPIAO) | per_domain (S²PIAO) | any | one domain's scope
     train_domains: list[str] | None = None  # only train examples whose target is in these domains
-    max_history: int = Field(10, ge=1)  # spec §1.4: the 10 most recent items
     negatives: int = Field(10, ge=1)  # S of Eq. 6: the first S stored train negatives
 
 
+# --- the run shared by the ranking recipes: train -> best checkpoint -> test -> files ---------
 def train_and_evaluate(name: str, task_factory, data: RankingData, evaluation: RankingEvalConfig,
-                       train: TrainConfig, out: str | Path) -> dict:  # fmt: skip
+                       train: TrainConfig, out: str | Path, max_history: int,
+                       checkpoint: str | None = None) -> dict:  # fmt: skip
     """The whole run of a ranking recipe; writes out/{test/, summary.json} and returns the summary.
 
-    `task_factory(prepared, valid_arrays)` builds the recipe's RankingTask.
+    `task_factory(prepared, valid_arrays)` builds the recipe's RankingTask. With `checkpoint`
+    nothing trains: that checkpoint is tested (evaluate mode).
     """
     import time
 
@@ -217,28 +295,33 @@ def train_and_evaluate(name: str, task_factory, data: RankingData, evaluation: R
     init_ray()
     out = Path(out)
     prepared = PreparedDataset.open(data.dataset)
-    valid = select_examples(prepared, "valid", evaluation.scope, evaluation.target_domains,
-                            limit=evaluation.valid_examples, seed=train.seed)
-    task = task_factory(prepared, RankingArrays.from_table(valid, data.max_history))
-    train_ds = training_dataset(prepared, data.train_scope, data.train_domains, data.max_history, data.negatives)
-    if train.storage_path == TrainConfig().storage_path:  # default: checkpoints next to the results
-        train = train.model_copy(update={"storage_path": str((out / "checkpoints").absolute()), "name": name})
-    result = fit(task, train, train_ds)
+    summary: dict = {"recipe": name, "dataset": str(prepared.path)}
+    if checkpoint is None:
+        valid = select_examples(prepared, "valid", evaluation.scope, evaluation.target_domains,
+                                fraction=evaluation.valid_ratio, seed=train.seed)
+        task = task_factory(prepared, RankingArrays.from_table(valid, max_history))
+        train_ds = training_dataset(prepared, data.train_scope, data.train_domains, max_history, data.negatives)
+        if train.storage_path == TrainConfig().storage_path:  # default: checkpoints next to the results
+            train = train.model_copy(update={"storage_path": str((out / "checkpoints").absolute()), "name": name})
+        result = fit(task, train, train_ds)
+        checkpoint = result.best_checkpoint.path
+        summary.update(best_validation=result.best_metrics, train=result.summary)
+    else:
+        task = task_factory(prepared, None)
+        summary["mode"] = "evaluate"
     trained = time.time()
 
     test = select_examples(prepared, "test", evaluation.scope, evaluation.target_domains)
-    ranks = evaluate_checkpoint(task, result.best_checkpoint.path, test, data.max_history, use_gpu=train.use_gpu)
-    results = score_and_write(prepared, test, ranks, evaluation.metrics, out / "test", window=data.max_history)
-    summary = {
-        "recipe": name,
-        "dataset": str(prepared.path),
-        "overall": results.overall,
-        "best_checkpoint": result.best_checkpoint.path,
-        "best_validation": result.best_metrics,
-        "train": result.summary,
-        "seconds": {"train": round(trained - started, 1), "test": round(time.time() - trained, 1)},
-        "test_examples": test.num_rows,
-    }
+    ranks, params = evaluate_checkpoint(task, checkpoint, test, max_history, use_gpu=train.use_gpu)
+    results = score_and_write(prepared, test, ranks, evaluation.metrics, out / "test", window=max_history,
+                              segments=evaluation.segments)
+    summary.update(overall=results.overall, best_checkpoint=checkpoint, params=params,
+                   seconds={"train": round(trained - started, 1), "test": round(time.time() - trained, 1)},
+                   test_examples=test.num_rows)
+    if evaluation.compare_with is not None:
+        evaluation.compare_with.summary("eval.compare_with")  # a clear error when it is not there
+        summary["comparison"] = compare_results(results, evaluation.compare_with.run_dir)
+        write_json_atomic(out / "test" / "comparison.json", summary["comparison"])
     write_json_atomic(out / "summary.json", summary)
     print(f"\n{name}: test results ({test.num_rows:,} examples)\n{results.format_table()}", flush=True)
     return summary

@@ -35,7 +35,7 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def curves(series: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str,
-           xlabel: str = "step", ylabel: str = "") -> Path:  # fmt: skip
+           xlabel: str = "step", ylabel: str = "", logx: bool = False) -> Path:  # fmt: skip
     """One line per named series of (x, y) points, e.g. training loss per step for each model."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
@@ -43,6 +43,8 @@ def curves(series: Mapping[str, Sequence[tuple[float, float]]], path: str | Path
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, marker="o" if len(points) < 20 else None, markersize=3, label=name)
+    if logx:
+        ax.set_xscale("log")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -1,0 +1,202 @@
+"""`recplat report NAME`: our numbers beside the paper's, for a finished `recplat run`.
+
+    recplat report llmrec/table4_bert --profile smoke [--out DIR]
+
+Reads <run dir>/run.json and each run's test/metrics.json; writes <run dir>/report/ (README.md with
+the table, bars.png, and for a sweep sweep.png), the folder replaced in one rename; prints the table.
+
+Matching a paper number (metric, domain, variant) with our rows: the same metric and variant
+(none for a job without a sweep); domain none, "SPIAO" or "all" is our overall row, any other the
+target domain of that name or the one whose name has it as a word ("Scientific" ->
+Industrial_and_Scientific). Values are in the paper's unit (percent for LLM-Rec and X-Cross,
+fractions for MoLoRec and CPRec); the difference is ours - paper. Besides the test metrics:
+train_hours = the run's training seconds / 3600.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from recplat.errors import ConfigError
+
+PAPER_SCALE = {"llmrec": 100.0, "xcross": 100.0, "molorec": 1.0, "cprec": 1.0}  # our fractions -> paper unit
+OVERALL = "all"
+REPORT_DIR = "report"
+
+
+@dataclass(frozen=True)
+class Row:
+    variant: str | None
+    domain: str  # "all", a target domain, or "<segment>=<label>" (e.g. same_mix_diff=diff)
+    metric: str
+    ours: float | None
+    paper: float | None = None
+    note: str | None = None
+
+    @property
+    def diff(self) -> float | None:
+        return None if self.ours is None or self.paper is None else self.ours - self.paper
+
+
+def match_domain(paper_domain: str | None, ours: Iterable[str]) -> str | None:
+    """Our domain label for a paper's domain name (None when no single one fits)."""
+    if paper_domain is None or paper_domain.lower() in ("spiao", OVERALL):
+        return OVERALL
+    ours = [d for d in ours if d != OVERALL and "=" not in d]
+    if paper_domain in ours:
+        return paper_domain
+    hits = [d for d in ours if paper_domain.lower() in d.lower().split("_")]
+    return hits[0] if len(hits) == 1 else None
+
+
+def our_numbers(record: dict, run_dir: Path, extra_metrics: set[str] = frozenset()) -> list[Row]:
+    """Every metric row of every run of run.json, in the paper's unit."""
+    scale = PAPER_SCALE[record["paper"]]
+    rows = []
+    for sub, entry in record["runs"].items():
+        metrics = json.loads((run_dir / sub / "test" / "metrics.json").read_text(encoding="utf-8"))
+        for r in metrics["rows"]:
+            if r["group"] == OVERALL:
+                domain = OVERALL
+            elif r["group"] == "target_domain":
+                domain = r["value"]
+            else:
+                domain = f"{r['group']}={r['value']}"
+            for m in metrics["metrics"]:
+                rows.append(Row(entry["variant"], domain, m, None if r[m] is None else r[m] * scale))
+        seconds = entry["summary"].get("seconds", {}).get("train")
+        if "train_hours" in extra_metrics and entry["summary"].get("mode") != "evaluate" and seconds is not None:
+            rows.append(Row(entry["variant"], OVERALL, "train_hours", seconds / 3600))
+    return rows
+
+
+def compare_rows(ours: list[Row], paper_numbers: list[dict]) -> list[Row]:
+    """Our rows with the matching paper value; then the paper's numbers we have no row for."""
+    domains: dict[str | None, list[str]] = {}
+    for r in ours:
+        domains.setdefault(r.variant, []).append(r.domain)
+    matched: dict[tuple, dict] = {}
+    unmatched = []
+    for number in paper_numbers:
+        domain = match_domain(number.get("domain"), domains.get(number.get("variant"), []))
+        key = (number.get("variant"), domain, number["metric"])
+        if number.get("variant") in domains and domain is not None and key not in matched and \
+                any((r.variant, r.domain, r.metric) == key for r in ours):
+            matched[key] = number
+        else:
+            unmatched.append(number)
+    rows = []
+    for r in ours:
+        number = matched.get((r.variant, r.domain, r.metric))
+        rows.append(Row(r.variant, r.domain, r.metric, r.ours, number and number["value"], number and number.get("note")))
+    for n in unmatched:
+        rows.append(Row(n.get("variant"), n.get("domain") or OVERALL, n["metric"], None, n["value"], n.get("note")))
+    return rows
+
+
+def format_markdown(rows: list[Row], digits: int = 2) -> str:
+    """A Markdown table: [variant |] domain | metric | ours | paper | ours - paper [| note]."""
+    show_variant = any(r.variant for r in rows)
+    show_note = any(r.note for r in rows)
+
+    def num(v: float | None, sign: bool = False) -> str:
+        return "—" if v is None else f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+    header = (["variant"] if show_variant else []) + ["domain", "metric", "ours", "paper", "ours − paper"]
+    header += ["note"] if show_note else []
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * (len(header) - 3 - show_note)
+                                                           + ["---:"] * 3 + ["---"] * show_note) + "|"]
+    for r in rows:
+        cells = ([r.variant or ""] if show_variant else []) + [r.domain, r.metric, num(r.ours), num(r.paper),
+                                                               num(r.diff, sign=True)]
+        cells += [r.note or ""] if show_note else []
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_plots(rows: list[Row], record: dict, directory: Path) -> list[str]:
+    """bars.png: ours vs the paper on the cells the paper reports (else our overall and segment
+    rows); sweep.png: overall metrics per variant, against trainable parameters when every run
+    reports distinct counts (LLM-Rec Fig. 7), else in sweep order."""
+    from recplat.report.plots import curves, grouped_bars
+
+    variants = [e["variant"] for e in record["runs"].values() if e["variant"] is not None]
+    sweep = len(variants) > 1
+    if any(r.paper is not None for r in rows):  # the cells the paper reports
+        shown = [r for r in rows if r.paper is not None]
+    else:  # overall (and the segments of a single run: Fig. 5)
+        shown = [r for r in rows if r.domain == OVERALL or (not sweep and "=" in r.domain)]
+    bars: dict[str, dict[str, float]] = {"ours": {}, "paper": {}}
+    for r in shown:
+        label = "\n".join(x for x in (r.metric, r.domain if r.domain != OVERALL else None, r.variant) if x)
+        if r.ours is not None:
+            bars["ours"][label] = r.ours
+        if r.paper is not None:
+            bars["paper"][label] = r.paper
+    bars = {k: v for k, v in bars.items() if v}
+    unit = "%" if PAPER_SCALE[record["paper"]] == 100 else ""
+    files = []
+    if bars:
+        grouped_bars(bars, directory / "bars.png", f"{record['job']} ({record['profile']}): ours vs paper",
+                     ylabel=unit, percent=False)
+        files.append("bars.png")
+    if sweep:
+        params = {e["variant"]: (e["summary"].get("params") or {}).get("trainable") for e in record["runs"].values()}
+        by_params = all(params.values()) and len(set(params.values())) == len(params)
+        x = {v: params[v] if by_params else i for i, v in enumerate(variants)}
+        series: dict[str, list[tuple[float, float]]] = {}
+        for r in rows:
+            if r.domain == OVERALL and r.variant in x:
+                for who, value in (("ours", r.ours), ("paper", r.paper)):
+                    if value is not None:
+                        series.setdefault(f"{who} {r.metric}", []).append((x[r.variant], value))
+        xlabel = "trainable parameters" if by_params else "variant: " + ", ".join(variants)
+        curves({k: sorted(v) for k, v in series.items()}, directory / "sweep.png",
+               f"{record['job']} ({record['profile']})", xlabel=xlabel, ylabel=unit, logx=by_params)
+        files.append("sweep.png")
+    return files
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, str]:
+    """<run_dir>/report/{README.md, bars.png, sweep.png} from run.json; returns (folder, table)."""
+    from recplat.run import RUN_FILE
+    from recplat.storage import atomic_dir
+
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; `recplat run` writes it when a run finishes")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    extra = {n["metric"] for n in record["paper_numbers"]}
+    rows = compare_rows(our_numbers(record, run_dir, extra), record["paper_numbers"])
+    table = format_markdown(rows, digits=2 if PAPER_SCALE[record["paper"]] == 100 else 4)
+    with atomic_dir(run_dir / REPORT_DIR, overwrite=True) as tmp:
+        files = write_plots(rows, record, tmp)
+        unit = "percent" if PAPER_SCALE[record["paper"]] == 100 else "fractions"
+        lines = [
+            f"# {record['job']}: {record['ref']}" + (f" ({record['row']})" if record.get("row") else ""), "",
+            f"Profile `{record['profile']}`" + (", incomplete sweep" if not record.get("complete") else "")
+            + f"; {unit}; job file `{record['file']}`; the paper's numbers are for the paper profile.", "",
+            table, "",
+            *[f"![{f}]({f})\n" for f in files],
+        ]
+        if record.get("claims"):
+            lines += ["The paper's claims:", "", *[f"- {c}" for c in record["claims"]], ""]
+        (tmp / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    return run_dir / REPORT_DIR, table
+
+
+def main(args) -> int:
+    from recplat.catalog import Catalog
+    from recplat.run import default_out
+
+    spec = Catalog().get(args.name)
+    spec.profile(args.profile)
+    run_dir = Path(args.out) if args.out else default_out(spec, args.profile, args.variant)
+    folder, table = write_report(run_dir)
+    print(table)
+    print(f"\nreport: {folder}/README.md")
+    return 0

@@ -1,0 +1,110 @@
+"""`recplat run`: every ready catalog entry's recipe section is its recipe's Config; one real smoke
+run end to end through the command line (prepare -> train -> test -> run.json -> report)."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from recplat.catalog import Catalog
+from recplat.cli import main
+from recplat.errors import ConfigError
+from recplat.run import recipe_config, validate_job
+
+JOBS = Path(__file__).resolve().parents[1] / "jobs"
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog(JOBS)
+
+
+def test_every_ready_recipe_section_validates(catalog):
+    checked = 0
+    for spec in catalog.list(status="ready"):
+        for profile in spec.profiles:
+            configs = validate_job(spec, profile, catalog=catalog)
+            assert configs and all(c.out.endswith(("/run", *(f"/{v.name}" for v in spec.profiles[profile].variants())))
+                                   for c in configs), spec.name  # fmt: skip
+            checked += len(configs)
+    assert checked >= 80
+
+
+def test_resources_and_paths_are_filled_in(catalog, tmp_path):
+    spec = catalog.get("llmrec/table5_opt_fpft")
+    cfg = recipe_config(spec, spec.resolve("paper", "6.7b"), tmp_path / "data", tmp_path / "6.7b", tmp_path, catalog)
+    assert (cfg.train.num_workers, cfg.train.use_gpu, cfg.train.cpus_per_worker, cfg.train.strategy) == (6, True, 8, "deepspeed")
+    assert cfg.model.name == "facebook/opt-6.7b" and cfg.finetune.method == "full" and cfg.eval.valid_ratio == 0.1
+    assert cfg.data.dataset == str(tmp_path / "data") and cfg.out == str(tmp_path / "6.7b")
+    sas = catalog.get("llmrec/table4_sasrec")
+    cfg = recipe_config(sas, sas.resolve("smoke"), tmp_path / "d", tmp_path / "run", tmp_path, catalog)
+    assert cfg.arch == "sasrec" and cfg.model.hidden_size == 16 and cfg.train.num_workers == 1
+    # init_from / compare_with: the other job's run next to this one, same profile
+    fig5 = catalog.get("llmrec/fig5_segments")
+    cfg = recipe_config(fig5, fig5.resolve("smoke"), tmp_path / "d", tmp_path / "run", tmp_path, catalog)
+    assert cfg.mode == "evaluate" and cfg.init_from.run_dir == str(tmp_path / "llmrec-table4_bert-smoke" / "run")
+    assert cfg.eval.compare_with.run_dir == str(tmp_path / "llmrec-table4_sasrec-smoke" / "run")
+    fig6 = catalog.get("llmrec/fig6_zero_shot")
+    cfg = recipe_config(fig6, fig6.resolve("paper", "opt-350m"), tmp_path / "d", tmp_path / "r", tmp_path, catalog)
+    assert cfg.init_from.run_dir == str(tmp_path / "llmrec-table5_opt_fpft-paper-350m" / "350m")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("recipe.model.nme=x", r"jobs/llmrec/table4_bert.yaml \(profile smoke\): recipe: model.nme: unknown key"),
+        ("recipe.eval.by=target_domain", r"recipe: eval.by: unknown key"),
+        ("recipe.train.num_workers=3", r"recipe.train.num_workers: set by `recplat run`.*use resources"),
+        ("recipe.finetune.rank=8", r"finetune: .*rank: LoRA settings, set with method: full"),
+        ("recipe.init_from.job=llmrec/table4_sasrec", r"init_from: only with mode: evaluate"),
+        ("recipe.eval.valid_ratio=1.5", r"eval.valid_ratio: Input should be less than or equal to 1"),
+    ],
+)
+def test_bad_recipe_keys_name_the_file_and_the_key(catalog, override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_job(catalog.get("llmrec/table4_bert"), "smoke", overrides=[override], catalog=catalog)
+
+
+def test_cli_run_refuses_planned_jobs_and_missing_inputs(tmp_path, capsys):
+    assert main(["run", "xcross/table2", "--profile", "smoke"]) == 2
+    assert "is planned" in capsys.readouterr().err
+    assert main(["run", "llmrec/fig5_segments", "--profile", "smoke", "--out", str(tmp_path / "fig5")]) == 2
+    err = capsys.readouterr().err
+    assert "recipe.init_from: no finished run of llmrec/table4_bert" in err
+    assert "recplat run llmrec/table4_bert --profile smoke" in err and not (tmp_path / "fig5").exists()
+    assert main(["run", "llmrec/table4_bert", "--profile", "smoke", "--variant", "x"]) == 2
+    assert "this profile has no sweep" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(600)
+def test_smoke_run_end_to_end_through_the_cli(ray_local, tmp_path, capsys):
+    out = tmp_path / "llmrec-table4_sasrec-smoke"
+    started = time.monotonic()
+    # overrides after the options (the entrypoint `recplat submit` builds)
+    assert main(["run", "llmrec/table4_sasrec", "--profile", "smoke", "--out", str(out),
+                 "recipe.train.max_steps=4", "recipe.train.eval_every=2"]) == 0  # fmt: skip
+    record = json.loads((out / "run.json").read_text())
+    assert record["job"] == "llmrec/table4_sasrec" and record["profile"] == "smoke" and record["complete"]
+    assert record["variants"] == [] and list(record["runs"]) == ["run"]
+    assert record["overrides"] == ["recipe.train.max_steps=4", "recipe.train.eval_every=2"]
+    assert {n["metric"] for n in record["paper_numbers"]} == {"recall@1", "recall@10", "ndcg@10"}
+    summary = record["runs"]["run"]["summary"]
+    assert summary["train"]["step"] == 4 and record["runs"]["run"]["config"]["train"]["max_steps"] == 4
+    metrics = json.loads((out / "run" / "test" / "metrics.json").read_text())
+    assert metrics["metrics"] == ["recall@1", "recall@10", "ndcg@10"]
+    groups = {r["group"] for r in metrics["rows"]}
+    assert groups == {"all", "target_domain", "same_mix_diff"}
+    overall = next(r for r in metrics["rows"] if r["group"] == "all")
+    assert overall["n"] == summary["test_examples"] > 0 and overall == {**overall, **summary["overall"]}
+    assert 0 <= overall["recall@1"] <= overall["recall@10"] <= 1
+    assert (out / "run" / "test" / "ranks.parquet").is_file() and (out / "data" / "manifest.json").is_file()
+    assert time.monotonic() - started < 300
+    capsys.readouterr()
+
+    assert main(["report", "llmrec/table4_sasrec", "--profile", "smoke", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| all | recall@1 |" in printed and "| 9.13 |" in printed  # the paper's SASRec Recall@1
+    report = out / "report"
+    assert sorted(p.name for p in report.iterdir()) == ["README.md", "bars.png"]
+    assert "9.13" in (report / "README.md").read_text()
