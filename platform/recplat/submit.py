@@ -126,8 +126,12 @@ def connect(address: str | None, timeout: float = DEFAULT_CONNECT_TIMEOUT):
 
     address = normalise_address(address)
     check_reachable(address, timeout)
+    # An explicit RAY_AUTH_TOKEN goes into the header ourselves: Ray's token loader is a per-process
+    # singleton, so a process that already ran a local Ray would otherwise send that Ray's token.
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    headers = {"authorization": f"Bearer {token.strip()}"} if token else None
     try:
-        return JobSubmissionClient(address)
+        return JobSubmissionClient(address, headers=headers)
     except Exception as exc:  # ConnectionError, RuntimeError (auth, version) ...
         raise SubmitError(f"cannot use the Ray job server at {address}: {exc}{_auth_hint(exc)}") from None
 
