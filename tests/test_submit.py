@@ -19,6 +19,7 @@ from recplat.submit import (
     EXCLUDES,
     SubmitError,
     build_runtime_env,
+    connect,
     follow_job,
     normalise_address,
     project_root,
@@ -125,14 +126,12 @@ def ray_head():
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)  # this process is a client too
     address = f"http://127.0.0.1:{ports['dashboard-port']}"
     try:
-        from ray.job_submission import JobSubmissionClient
-
         deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"ray start exited: {(Path(temp_dir) / 'ray-start.log').read_text()[-3000:]}")
             try:
-                JobSubmissionClient(address).list_jobs()
+                connect(address).list_jobs()  # the client recplat submit uses (token header)
                 break
             except Exception:
                 if time.monotonic() > deadline:
@@ -173,8 +172,6 @@ def _kill_leftovers(temp_dir: str) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_submit_to_a_local_cluster_end_to_end(ray_head, tmp_path):
-    from ray.job_submission import JobSubmissionClient
-
     address = ray_head["address"]
     out_api, out_cli = tmp_path / "out_api", tmp_path / "out_cli"
     # the cheapest ready smoke job (SASRec, ~45 s in-process here), a few steps
@@ -186,7 +183,7 @@ def test_submit_to_a_local_cluster_end_to_end(ray_head, tmp_path):
         runtime_env=build_runtime_env(), submission_id=f"recplat-e2e-{secrets.token_hex(3)}",
     )  # fmt: skip
     status = follow_job(address, job_id, out=open(os.devnull, "w"), timeout=300)
-    client = JobSubmissionClient(address)
+    client = connect(address)
     assert status == "SUCCEEDED", client.get_job_logs(job_id)[-3000:]
     # 2. the plain Ray CLI with the shipped runtime_env file, from the repository root (after the
     # first job: two trainings at once would crowd a 2-core machine)
