@@ -68,18 +68,12 @@ class PreparedDataset:
     def domains(self) -> list[str]:
         return sorted(set(self.items.column("domain").to_pylist()))
 
-    def examples(self, split: str, scope: str | None = None, target_domains: list[str] | None = None) -> pa.Table:
-        """One split's examples (schema.EXAMPLES), optionally only one sequence scope / target domains."""
+    def examples(self, split: str) -> pa.Table:
+        """One split's examples (schema.EXAMPLES), in stored order."""
         if split not in schema.SPLITS:
             raise DataError(f"unknown split {split!r}: one of {', '.join(schema.SPLITS)}")
         table = writer.read_table_dir(self.path / "examples" / split)
-        if table.num_columns == 0:
-            return schema.empty(schema.EXAMPLES)
-        if scope is not None:
-            table = table.filter(pc.equal(table.column("scope"), scope))
-        if target_domains is not None:
-            table = table.filter(pc.is_in(table.column("target_domain"), pa.array(target_domains, pa.string())))
-        return table
+        return schema.empty(schema.EXAMPLES) if table.num_columns == 0 else table
 
     def rendered(self, family: str, split: str) -> pa.Table:
         path = self.path / "rendered" / family / split

@@ -65,7 +65,7 @@ class IdBaselineTask(RankingTask):
     def training_step(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         user = model(batch["history"])
         inner = model.module if hasattr(model, "module") else model  # DDP / DeepSpeed wrappers
-        logits = torch.einsum("bd,bcd->bc", user, inner.item_embeddings(batch["candidates"]))
+        logits = inner.score(user, batch["candidates"])
         return candidate_cross_entropy(self.masked_logits(logits, batch["negatives"]))
 
     def encode_users(self, model, history: torch.Tensor) -> torch.Tensor:

@@ -54,8 +54,7 @@ def select_examples(prepared: PreparedDataset, split: str, scope: str, target_do
                     fraction: float = 1.0, seed: int = 0) -> pa.Table:  # fmt: skip
     """One split's examples, filtered; `fraction` < 1 keeps a fixed seeded subset (LLM-Rec's 10% of
     validation users for early stopping, spec §1.7), in stored order."""
-    table = prepared.examples(split, target_domains=target_domains)
-    table = table.filter(scope_mask(table.column("scope"), scope))
+    table = filter_examples(prepared.examples(split), scope, target_domains)
     limit = max(1, math.ceil(fraction * table.num_rows))
     if limit < table.num_rows:
         keep = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=limit, replace=False))
@@ -91,14 +90,17 @@ def scope_mask(scopes: pa.ChunkedArray | pa.Array, scope: str) -> pa.Array:
     return pc.equal(scopes, scope)
 
 
-def _fixed_width(batch: pa.Table, scope, target_domains, max_history: int, negatives: int) -> dict:
-    batch = batch.filter(scope_mask(batch.column("scope"), scope))
+def filter_examples(table: pa.Table, scope: str, target_domains: list[str] | None) -> pa.Table:
+    """Examples of the sequences `scope` selects (see scope_mask) whose target is in `target_domains`."""
+    table = table.filter(scope_mask(table.column("scope"), scope))
     if target_domains is not None:
-        batch = batch.filter(pc.is_in(batch.column("target_domain"), pa.array(target_domains, pa.string())))
-    arrays = RankingArrays.from_table(batch, max_history, negatives)
-    if arrays.candidates.shape[1] < negatives:  # every list was shorter: widen with padding
-        pad = np.zeros((len(arrays), negatives - arrays.candidates.shape[1]), dtype=np.int64)
-        arrays.candidates = np.concatenate([arrays.candidates, pad], axis=1)
+        table = table.filter(pc.is_in(table.column("target_domain"), pa.array(target_domains, pa.string())))
+    return table
+
+
+def _fixed_width(batch: pa.Table, scope, target_domains, max_history: int, negatives: int) -> dict:
+    # candidates are padded (with item 0) or cut to exactly `negatives` columns
+    arrays = RankingArrays.from_table(filter_examples(batch, scope, target_domains), max_history, negatives)
     return {"history": arrays.history, "target": arrays.target, "negatives": arrays.candidates}
 
 
