@@ -67,8 +67,11 @@ def test_bad_recipe_keys_name_the_file_and_the_key(catalog, override, message):
 
 
 def test_cli_run_refuses_planned_jobs_and_missing_inputs(tmp_path, capsys):
-    assert main(["run", "xcross/table2", "--profile", "smoke"]) == 2
+    assert main(["run", "molorec/table1_warm", "--profile", "smoke"]) == 2
     assert "is planned" in capsys.readouterr().err
+    assert main(["run", "xcross/table2", "--profile", "smoke", "--out", str(tmp_path / "xc")]) == 2
+    err = capsys.readouterr().err
+    assert "recipe.xcross.experts.0: no finished run of xcross/table2_lora" in err and not (tmp_path / "xc").exists()
     assert main(["run", "llmrec/fig5_segments", "--profile", "smoke", "--out", str(tmp_path / "fig5")]) == 2
     err = capsys.readouterr().err
     assert "recipe.init_from: no finished run of llmrec/table4_bert" in err

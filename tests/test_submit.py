@@ -85,7 +85,7 @@ def test_cli_submit_unreachable_and_planned(capsys):
     port = _free_port()
     assert main(["submit", "llmrec/table4_bert", "--profile", "smoke", "--address", f"127.0.0.1:{port}"]) == 2
     assert "cannot reach the Ray job server" in capsys.readouterr().err
-    assert main(["submit", "xcross/table2", "--address", f"127.0.0.1:{port}"]) == 2
+    assert main(["submit", "molorec/table1_warm", "--address", f"127.0.0.1:{port}"]) == 2
     assert "is planned" in capsys.readouterr().err
     assert main(["submit", "llmrec/table4_bert", "recipe.train.lr=1e-4", "--profile", "smokee", "--dry-run"]) == 2
     assert "did you mean smoke" in capsys.readouterr().err

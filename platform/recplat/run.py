@@ -32,7 +32,7 @@ from recplat.errors import ConfigError
 RUN_FILE = "run.json"
 RESOURCE_KEYS = ("num_workers", "use_gpu", "cpus_per_worker", "strategy")  # -> TrainConfig
 FILLED_KEYS = ("data.dataset", "out", "arch", *(f"train.{k}" for k in RESOURCE_KEYS))
-RUN_REFS = ("init_from", "eval.compare_with")  # {job, variant} -> run_dir
+RUN_REFS = ("init_from", "eval.compare_with", "xcross.experts")  # {job, variant} (or a list) -> run_dir
 
 
 def default_out(spec: JobSpec, profile: str, variant: str | None) -> Path:
@@ -64,12 +64,24 @@ def recipe_config(spec: JobSpec, run: ResolvedRun, dataset: str | Path, out: str
             raise ConfigError(f"{where}: resources.gpus_per_worker: each Ray Train worker uses one GPU, got "
                               f"{res.gpus_per_worker}")
         fills.update({f"train.{k}": getattr(res, k) for k in RESOURCE_KEYS})
-    for key in RUN_REFS:
-        ref = _get(recipe, key)
-        if isinstance(ref, dict) and ref.get("job") and not ref.get("run_dir"):
+    for key, ref in _run_refs(recipe):
+        if ref.get("job") and not ref.get("run_dir"):
             fills[f"{key}.run_dir"] = str(find_run(ref["job"], ref.get("variant"), run.profile, runs_root,
                                                    catalog or Catalog(), f"{where}: recipe.{key}"))
     return validate(module.Config, set_dotted(recipe, fills), source=f"{where}: recipe")
+
+
+def _run_refs(recipe: dict) -> list[tuple[str, dict]]:
+    """(dotted key, reference) for every run reference of a recipe config; a list under a
+    RUN_REFS key gives one per element (`xcross.experts.0`, ...)."""
+    refs = []
+    for key in RUN_REFS:
+        value = _get(recipe, key)
+        if isinstance(value, dict):
+            refs.append((key, value))
+        elif isinstance(value, list):
+            refs += [(f"{key}.{i}", v) for i, v in enumerate(value) if isinstance(v, dict)]
+    return refs
 
 
 def validate_job(spec: JobSpec, profile: str, variant: str | None = None, overrides: list[str] = (),
@@ -103,9 +115,8 @@ def find_run(job: str, variant: str | None, profile: str, runs_root: str | Path,
 
 def check_inputs(cfg, where: str, profile: str) -> None:
     """The runs a config reads (init_from, eval.compare_with) must have finished, before anything starts."""
-    for key in RUN_REFS:
-        ref = _get(cfg.model_dump(), key)
-        if ref and ref.get("run_dir") and not (Path(ref["run_dir"]) / "summary.json").is_file():
+    for key, ref in _run_refs(cfg.model_dump()):
+        if ref.get("run_dir") and not (Path(ref["run_dir"]) / "summary.json").is_file():
             raise ConfigError(f"{where}: recipe.{key}: no finished run of {ref['job'] or 'it'} in {ref['run_dir']}"
                               + (f"; run `recplat run {ref['job']} --profile {profile}` first (same --out folder)"
                                  if ref.get("job") else ""))

@@ -3,6 +3,7 @@
     llmrec.py       LLM-Rec: one text encoder for users and items (spec §1)
     id_baseline.py  SASRec / GRU4Rec on the same stored examples and candidates
     popularity.py   most-popular: the floor every model must clear
+    xcross.py       X-Cross: per-domain LoRA experts integrated layer by layer (spec §2)
     ranking_task.py what the ranking recipes share (arrays, Task base, checkpoint evaluation)
 
 Every recipe module exposes `Config` (a typed model) and `run(config) -> dict` (the run summary).
@@ -13,6 +14,7 @@ RECIPES = {
     "sasrec": "recplat.recipes.id_baseline",
     "gru4rec": "recplat.recipes.id_baseline",
     "popularity": "recplat.recipes.popularity",
+    "xcross": "recplat.recipes.xcross",
 }
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from recplat.errors import ConfigError
+from recplat.report.data_limited import TABLE3_COLUMNS, data_limited_table, write_curves
 
 PAPER_SCALE = {"llmrec": 100.0, "xcross": 100.0, "molorec": 1.0, "cprec": 1.0}  # our fractions -> paper unit
 OVERALL = "all"
@@ -171,10 +172,14 @@ def write_report(run_dir: str | Path) -> tuple[Path, str]:
         raise ConfigError(f"{path}: not found; `recplat run` writes it when a run finishes")
     record = json.loads(path.read_text(encoding="utf-8"))
     extra = {n["metric"] for n in record["paper_numbers"]}
-    rows = compare_rows(our_numbers(record, run_dir, extra), record["paper_numbers"])
+    ours = our_numbers(record, run_dir, extra)
+    limited = data_limited_table(record, run_dir) if record.get("recipe") == "xcross" else {}
+    for domain, row in limited.items():  # X-Cross Table 3: sizes and a gap, already in the paper's unit
+        ours += [Row(None, domain, column, row[column]) for column in TABLE3_COLUMNS]
+    rows = compare_rows(ours, record["paper_numbers"])
     table = format_markdown(rows, digits=2 if PAPER_SCALE[record["paper"]] == 100 else 4)
     with atomic_dir(run_dir / REPORT_DIR, overwrite=True) as tmp:
-        files = write_plots(rows, record, tmp)
+        files = write_plots(rows, record, tmp) + (write_curves(limited, tmp) if limited else [])
         unit = "percent" if PAPER_SCALE[record["paper"]] == 100 else "fractions"
         lines = [
             f"# {record['job']}: {record['ref']}" + (f" ({record['row']})" if record.get("row") else ""), "",
