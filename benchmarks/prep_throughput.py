@@ -2,8 +2,8 @@
 
 Synthetic Amazon-2018-format corpora (5 domains, ratings CSV + meta JSON) of the requested sizes
 are written once under --workdir; each pipeline then runs in its own process while a sampler adds
-up the resident memory of that process and all its children (Ray's raylet, GCS and workers
-included) every 0.2 s. Results are printed and, with --write, put into docs/benchmarks.md between
+up the proportional memory (PSS) of that process and all its children (Ray's raylet, GCS and workers
+included) every 0.5 s. Results are printed and, with --write, put into docs/benchmarks.md between
 the markers of the "prep_throughput" section.
 
     python benchmarks/prep_throughput.py --sizes 1000000 10000000 --write
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -107,63 +106,60 @@ def run_reference(cfg_path: str, out: str) -> None:
 
 
 def measure(cmd: list[str]) -> dict:
-    """Wall time and peak summed RSS of `cmd` and all its descendants."""
+    """Wall time and peak memory of `cmd` and all its descendants, sampled every 0.5 s.
+
+    The memory figure is the summed PSS (proportional set size): every process's private pages
+    plus its share of pages mapped by several processes. Summed RSS, also recorded, counts Ray's
+    shared-memory object store once per process that maps it (raylet, driver, every worker) and
+    so overstates a Ray pipeline's footprint several times over.
+    """
     t0 = time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT)
     root = psutil.Process(proc.pid)
-    peak = 0
+    peak = peak_rss = 0
     stop = threading.Event()
 
     def sample():
-        nonlocal peak
+        nonlocal peak, peak_rss
         while not stop.is_set():
-            total = 0
+            total = total_rss = 0
             try:
                 procs = [root] + root.children(recursive=True)
             except psutil.NoSuchProcess:
                 break
             for p in procs:
                 try:
-                    total += p.memory_info().rss
+                    info = p.memory_full_info()
+                    total += info.pss
+                    total_rss += info.rss
                 except psutil.Error:
                     pass
-            peak = max(peak, total)
-            stop.wait(0.2)
+            peak, peak_rss = max(peak, total), max(peak_rss, total_rss)
+            stop.wait(0.5)  # reading every process's smaps costs CPU: twice a second is enough
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     rc = proc.wait()
     stop.set()
     thread.join()
-    return {"rc": rc, "seconds": round(time.time() - t0, 1), "peak_rss_gib": round(peak / 2**30, 2)}
+    return {"rc": rc, "seconds": round(time.time() - t0, 1), "peak_pss_gib": round(peak / 2**30, 2),
+            "peak_rss_sum_gib": round(peak_rss / 2**30, 2)}
 
 
 def update_doc(rows: list[dict]) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    begin, end = "<!-- prep_throughput:begin -->", "<!-- prep_throughput:end -->"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    cpu = f"{psutil.cpu_count(logical=True)} logical CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
+    from doc_section import machine_description, write_doc_section
+
     lines = [
-        begin,
-        f"Machine: {platform.node()} ({platform.machine()}, {cpu}); measured {time.strftime('%Y-%m-%d')}.",
+        f"Machine: {machine_description()}; measured {time.strftime('%Y-%m-%d')}.",
         "",
-        "| interactions | pipeline | wall time (s) | peak RSS, process tree (GiB) | time vs reference |",
-        "|---:|---|---:|---:|---:|",
+        "| interactions | pipeline | wall time (s) | peak PSS, process tree (GiB) | peak summed RSS (GiB) | time vs reference |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = f"{r['seconds'] / r['reference_seconds']:.2f}×" if r.get("reference_seconds") else "–"
-        lines.append(f"| {r['n']:,} | {r['kind']} | {r['seconds']} | {r['peak_rss_gib']} | {ratio if r['kind'] == 'ray' else ''} |")
-    lines.append(end)
-    block = "\n".join(lines)
-    if begin in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text += "\n## Data plane: `recplat prepare` throughput (benchmarks/prep_throughput.py)\n\n" + block + "\n"
-    doc.parent.mkdir(exist_ok=True)
-    tmp = doc.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(doc)
+        lines.append(f"| {r['n']:,} | {r['kind']} | {r['seconds']} | {r['peak_pss_gib']} | {r['peak_rss_sum_gib']} | "
+                     f"{ratio if r['kind'] == 'ray' else ''} |")
+    write_doc_section("prep_throughput", "Data plane: `recplat prepare` throughput (benchmarks/prep_throughput.py)", lines)
 
 
 def main() -> int:
