@@ -176,6 +176,10 @@ def write_report(run_dir: str | Path) -> tuple[Path, str]:
     limited = data_limited_table(record, run_dir) if record.get("recipe") == "xcross" else {}
     for domain, row in limited.items():  # X-Cross Table 3: sizes and a gap, already in the paper's unit
         ours += [Row(None, domain, column, row[column]) for column in TABLE3_COLUMNS]
+    for entry in record["runs"].values():  # X-Cross: each expert zero-shot on the target (Table 2's "<Domain>-LoRA")
+        for expert in entry["summary"].get("zero_shot") or []:
+            ours += [Row(entry["variant"], f"zero-shot {expert['expert']}", m, v * PAPER_SCALE[record["paper"]])
+                     for m, v in expert["test"].items()]
     rows = compare_rows(ours, record["paper_numbers"])
     table = format_markdown(rows, digits=2 if PAPER_SCALE[record["paper"]] == 100 else 4)
     with atomic_dir(run_dir / REPORT_DIR, overwrite=True) as tmp:
