@@ -179,7 +179,7 @@ class PrepareConfig(StrictModel):
     split: SplitConfig = SplitConfig()
     candidates: CandidatesConfig = CandidatesConfig()
     render: RenderConfig = RenderConfig()
-    num_partitions: int = Field(default=8, ge=1)  # user buckets: the unit of grouped work
+    num_partitions: int = Field(default=8, ge=1)  # user buckets: the unit of grouped work; ~interactions / 80k keeps each task small (docs/benchmarks.md)
     strict: bool = False  # the first malformed input line is an error naming file:line
 
     @classmethod

@@ -92,6 +92,10 @@ def load_backbone(name_or_path: str, family: str | None = None, **model_kwargs):
         model = _load_encoder_stack(name_or_path, config, **model_kwargs)
     else:
         model = AutoModel.from_pretrained(name_or_path, config=config, **model_kwargs)
+    # LLM-Rec pools hidden states (Eq. 3-4), never BERT's pooler head: left in, its weights would be
+    # trainable under full fine-tuning yet never get a gradient, which DDP refuses at the second step.
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, **shared)
     boundary_token_id(tokenizer, family)  # fail now, not at the first batch
     return model, tokenizer, family
