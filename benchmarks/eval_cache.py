@@ -204,8 +204,20 @@ def update_doc(r: dict, command: str) -> None:
         f"of that domain; ranks of both paths identical (asserted), mean rank {r['mean_rank']:.0f} "
         f"(untrained model). Cached time = mean of a run before and after the naive one "
         f"(wall/CPU s: {r['cached_runs'][0]}, {r['cached_runs'][1]}); eval batch size {r['batch_size']} users, "
-        f"{4 * r['batch_size']} items.",
+        f"{4 * r['batch_size']} items (the naive path's 1,000 per forward; a CPU encodes large batches faster).",
+        "",
+        f"Why the speedup depends on the number of users: the naive path encodes 1,000 items per user, the "
+        f"cached path each item of the target domain once ({r['needed_items']:,} here) plus one user encoding "
+        f"per user, so at N users the speedup is at most about N × 1,000 / {r['needed_items']:,}. LLM-Rec's "
+        f"test sets have many more users than a domain has items"
+        + ("; the extrapolated rows come closer to that: their naive time is the measured time per user × "
+           "users (the naive work per user is the same for every user), their cached time is measured."
+           if "extrapolated" in r else "."),
     ]
+    if max(r["load"]) > 2 * os.cpu_count():
+        lines.append(f"The machine was shared with other jobs (load average up to {max(r['load'])} on "
+                     f"{os.cpu_count()} CPUs): wall times are inflated and uneven; the CPU-time columns "
+                     f"are the steadier comparison.")
     write_doc_section("eval_cache", "Evaluation: item-tower cache vs naive, 1,000 candidates "
                       "(benchmarks/eval_cache.py)", lines)
 

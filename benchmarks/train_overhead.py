@@ -305,9 +305,15 @@ def update_doc(runs, s, args, loads, command: str) -> None:
         "",
         f"LLM-Rec MiniLM LoRA step (micro-batch 8 users x (1 + 10) candidates, fp32), {args.steps} steps per run, "
         f"steps {args.log_every + 1}..{args.steps - 1} timed by a clock inside `training_step` (same code on both "
-        f"sides); mode {mode}. Overhead = 1 − ray/plain samples/s (target ≤ 10%); CPU/sample counts the "
-        f"training process only.",
+        f"sides); mode {mode}. Overhead = 1 − ray/plain samples/s (target ≤ 10%; negative: the Ray run was "
+        f"faster); CPU/sample counts the training process only, and rises with the machine's load (threads "
+        f"spin at barriers while their partners wait for a core). Same rows in the same order on both sides: "
+        f"the first steps' losses agree.",
     ]
+    if max(loads) > 2 * os.cpu_count():
+        lines.append(f"The machine was shared with other jobs (load average up to {max(loads)} on "
+                     f"{os.cpu_count()} CPUs): absolute rates are pessimistic and move with the load; compare "
+                     f"the paths within a round.")
     write_doc_section("train_overhead", "Training: Ray Train spine (1 worker) vs plain PyTorch "
                       "(benchmarks/train_overhead.py)", lines)
 
