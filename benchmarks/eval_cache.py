@@ -176,7 +176,8 @@ def table_lines(r: dict) -> list[str]:
                    f"**{base['wall'] / t['wall']:.1f}×** | **{base['cpu'] / t['cpu']:.1f}×** |"))
 
     n, lines = r["users"], [
-        "| path | users | items encoded | wall time (s) | CPU time (s) | users/s (wall) | speedup, wall | speedup, CPU |",
+        "| path | users | items encoded | wall time (s) | CPU time (s) | users/s (wall) | speedup, wall "
+        "| speedup, CPU |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines.append(row("naive (`rank_naive`)", n, r["naive_item_encodes"], r["naive"], r["naive"]))

@@ -281,7 +281,8 @@ def table_lines(runs: list[dict], s: dict) -> list[str]:
         lines.append(f"| {r['round'] + 1} | {r['kind']} | {r['torch_threads']} | {r['samples_per_s']:.2f} | "
                      f"{r['cpu_ms_per_sample']:.0f} | {r['first_loss']:.4f} |")
     p, q = s["plain"], s["ray"]
-    lines += ["", "| path (median over rounds) | samples/s | CPU ms/sample | overhead, samples/s | overhead, CPU/sample |",
+    lines += ["", "| path (median over rounds) | samples/s | CPU ms/sample | overhead, samples/s "
+              "| overhead, CPU/sample |",
               "|---|---:|---:|---:|---:|",
               f"| plain PyTorch loop | {p['samples_per_s']:.2f} | {p['cpu_ms_per_sample']:.0f} | – | – |",
               f"| Ray Train spine, 1 worker | {q['samples_per_s']:.2f} | {q['cpu_ms_per_sample']:.0f} | "
@@ -321,7 +322,8 @@ def update_doc(runs, s, args, loads, command: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=16, help="optimizer steps per run")
-    ap.add_argument("--log-every", type=int, default=4, help="spine log window; the first this many steps are not timed")
+    ap.add_argument("--log-every", type=int, default=4,
+                    help="the spine's log window; the first this many steps are not timed")
     ap.add_argument("--rounds", type=int, default=2, help="pairs of runs (plain + ray)")
     ap.add_argument("--mode", choices=["lockstep", "sequential"], default="lockstep")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads on both sides")
@@ -349,8 +351,8 @@ def main() -> int:
             pair = run_lockstep(cfg, args, prepared, i)
         else:
             order = ("plain", "ray") if i % 2 == 0 else ("ray", "plain")
-            pair = [run_plain(cfg, args, prepared, i, None) if kind == "plain" else run_ray(cfg, args, prepared, i, None)
-                    for kind in order]
+            pair = [run_plain(cfg, args, prepared, i, None) if kind == "plain"
+                    else run_ray(cfg, args, prepared, i, None) for kind in order]
         loads.append(round(os.getloadavg()[0], 1))
         for r in pair:
             runs.append({**r, "round": i})

@@ -71,7 +71,11 @@ def test_cli_run_refuses_planned_jobs_and_missing_inputs(tmp_path, capsys):
     assert "is planned" in capsys.readouterr().err
     assert main(["run", "xcross/table2", "--profile", "smoke", "--out", str(tmp_path / "xc")]) == 2
     err = capsys.readouterr().err
-    assert "recipe.xcross.experts.0: no finished run of xcross/table2_lora" in err and not (tmp_path / "xc").exists()
+    for missing in ("recipe.eval.compare_with.0: no finished run of xcross/table2_lora",
+                    "recipe.xcross.experts.0: no finished run of xcross/table2_lora",
+                    "recipe.xcross.experts.1: no finished run of xcross/table2_lora"):
+        assert missing in err
+    assert err.count("`recplat run xcross/table2_lora --profile smoke`") == 1 and not (tmp_path / "xc").exists()
     assert main(["run", "llmrec/fig5_segments", "--profile", "smoke", "--out", str(tmp_path / "fig5")]) == 2
     err = capsys.readouterr().err
     assert "recipe.init_from: no finished run of llmrec/table4_bert" in err

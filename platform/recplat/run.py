@@ -114,12 +114,19 @@ def find_run(job: str, variant: str | None, profile: str, runs_root: str | Path,
 
 
 def check_inputs(cfg, where: str, profile: str) -> None:
-    """The runs a config reads (init_from, eval.compare_with) must have finished, before anything starts."""
+    """The runs a config reads (init_from, eval.compare_with, xcross.experts) must have finished,
+    before anything starts. One error names every missing run and the commands that make them."""
+    missing, commands = [], []
     for key, ref in _run_refs(cfg.model_dump()):
         if ref.get("run_dir") and not (Path(ref["run_dir"]) / "summary.json").is_file():
-            raise ConfigError(f"{where}: recipe.{key}: no finished run of {ref['job'] or 'it'} in {ref['run_dir']}"
-                              + (f"; run `recplat run {ref['job']} --profile {profile}` first (same --out folder)"
-                                 if ref.get("job") else ""))
+            missing.append(f"recipe.{key}: no finished run of {ref['job'] or 'it'} in {ref['run_dir']}")
+            command = f"recplat run {ref['job']} --profile {profile}"
+            if ref.get("job") and command not in commands:
+                commands.append(command)
+    if missing:
+        raise ConfigError(f"{where}: " + "; ".join(missing)
+                          + (f"; run {', '.join(f'`{c}`' for c in commands)} first (same --out folder)"
+                             if commands else ""))
 
 
 def prepare_data(cfg, directory: Path) -> Path:
