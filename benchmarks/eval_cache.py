@@ -33,10 +33,11 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from synthetic_dataset import ensure_dataset, prepare_command
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET_OVERRIDES = [
@@ -45,19 +46,6 @@ DATASET_OVERRIDES = [
     "candidates.count=999",
     "render.families=[]",
 ]
-
-
-def prepare_command(out: Path) -> list[str]:
-    return ["recplat", "prepare", "--preset", "synthetic", "--out", str(out), *DATASET_OVERRIDES]
-
-
-def ensure_dataset(workdir: Path) -> Path:
-    out = workdir / "dataset"
-    if not (out / "manifest.json").is_file():
-        cmd = prepare_command(out)
-        print("preparing:", shlex.join(cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT)
-    return out
 
 
 def load_examples(dataset: Path, domain: str, users: int):
@@ -122,7 +110,7 @@ def measure(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    dataset = ensure_dataset(args.workdir)
+    dataset = ensure_dataset(args.workdir, DATASET_OVERRIDES)
     prepared, test = load_examples(dataset, args.domain, max(args.users, args.extrapolate_users))
     task, model = build_task_and_model(prepared, args.batch_size)
     max_history = task.cfg.model.max_history
@@ -193,10 +181,11 @@ def table_lines(r: dict) -> list[str]:
 def update_doc(r: dict, command: str) -> None:
     from doc_section import machine_description, write_doc_section
 
+    dataset_command = shlex.join(prepare_command(Path("runs/bench_eval/dataset"), DATASET_OVERRIDES))
     lines = [
         f"Machine: {machine_description()}, torch {r['threads']} threads, no GPU; measured "
         f"{time.strftime('%Y-%m-%d')}; load average during the run {min(r['load'])}–{max(r['load'])}.",
-        f"Command: `{command}` (dataset: `{shlex.join(prepare_command(Path('runs/bench_eval/dataset')))}`).",
+        f"Command: `{command}` (dataset: `{dataset_command}`).",
         "",
         *table_lines(r),
         "",

@@ -47,6 +47,8 @@ import sys
 import time
 from pathlib import Path
 
+from synthetic_dataset import ensure_dataset, prepare_command
+
 import numpy as np
 
 from recplat.recipes.llmrec import LlmRecTask
@@ -119,19 +121,6 @@ class StepClockTask(LlmRecTask):
                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}))
         self.started = (time.perf_counter(), time.process_time())
         return super().training_step(model, batch)
-
-
-def prepare_command(out: Path) -> list[str]:
-    return ["recplat", "prepare", "--preset", "synthetic", "--out", str(out), *DATASET_OVERRIDES]
-
-
-def ensure_dataset(workdir: Path) -> Path:
-    out = workdir / "dataset"
-    if not (out / "manifest.json").is_file():
-        cmd = prepare_command(out)
-        print("preparing:", shlex.join(cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT)
-    return out
 
 
 def llmrec_config(dataset: Path):
@@ -297,10 +286,11 @@ def update_doc(runs, s, args, loads, command: str) -> None:
 
     mode = ("lockstep: both runs at once, taking turns step by step" if args.mode == "lockstep"
             else "sequential: one run after the other, alternating")
+    dataset_command = shlex.join(prepare_command(Path("runs/bench_train/dataset"), DATASET_OVERRIDES))
     lines = [
         f"Machine: {machine_description()}, no GPU; {args.threads} torch threads on both sides; measured "
         f"{time.strftime('%Y-%m-%d')}; load average during the runs {min(loads)}–{max(loads)}.",
-        f"Command: `{command}` (dataset: `{shlex.join(prepare_command(Path('runs/bench_train/dataset')))}`).",
+        f"Command: `{command}` (dataset: `{dataset_command}`).",
         "",
         *table_lines(runs, s),
         "",
@@ -342,7 +332,7 @@ def main() -> int:
     from recplat.runtime import init_ray
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    prepared = PreparedDataset.open(ensure_dataset(args.workdir))
+    prepared = PreparedDataset.open(ensure_dataset(args.workdir, DATASET_OVERRIDES))
     cfg = llmrec_config(prepared.path)
     init_ray()
     runs, loads = [], [round(os.getloadavg()[0], 1)]

@@ -118,6 +118,23 @@ def test_titles_unique_and_carry_the_topic(corpus):
     assert len(made_up) == 380 * synth.WORDS_PER_TOPIC
 
 
+def test_per_domain_vocabulary_renames_topics_and_keeps_everything_else(corpus):
+    src, inter, items = corpus
+    own = source(vocabulary="per_domain")
+    renamed = pd.concat([synth.generate_items(own, d).to_pandas() for d in own.domains], ignore_index=True)
+    assert renamed[["item", "domain", "attributes"]].equals(items[["item", "domain", "attributes"]])
+    assert synth.generate_interactions(own, 0, own.users).to_pandas().equals(inter)  # same behaviour
+    words = {d: {w for t in renamed.loc[renamed["domain"] == d, "title"] for w in t.split()}
+             for d in own.domains}
+    theme = set(synth.THEME_WORDS) | {w for t in range(20, 60) for w in synth.topic_words(t)}
+    for i, a in enumerate(own.domains):  # no topic word is shared by two domains
+        for b in own.domains[i + 1 :]:
+            assert not (words[a] & words[b] & theme), (a, b)
+    for (d, title, attrs) in renamed[["domain", "title", "attributes"]].itertuples(index=False):
+        topic = own.domains.index(d) * own.topics + json.loads(attrs)["topic"]
+        assert set(title.split()) & set(synth.topic_words(topic)), title
+
+
 def test_many_items_per_topic_still_unique_titles():
     cat = synth.domain_catalog(0, "Office_Products", 3000, 2)
     assert len(set(cat.titles)) == 3000

@@ -37,8 +37,9 @@ MARGIN = 0.05
 
 @pytest.fixture(scope="module")
 def mixed_and_per_domain_dataset(ray_local, tmp_path_factory):
-    """400 users over 3 domains, 4 planted topics; every user's mixed sequence and one sequence per
-    (user, domain); 30 stored test candidates and 5 train negatives from the target's domain."""
+    """400 users over 3 domains, 4 planted topics named with different words in every domain (only
+    mixed sequences link them); every user's mixed sequence and one sequence per (user, domain); 30
+    stored test candidates and 5 train negatives from the target's domain."""
     from recplat.data.config import PrepareConfig
     from recplat.data.pipeline import prepare
 
@@ -46,7 +47,8 @@ def mixed_and_per_domain_dataset(ray_local, tmp_path_factory):
     cfg = PrepareConfig.model_validate({
         "name": "synth-mixed-and-per-domain", "seed": 1,
         "sources": [{"kind": "synthetic", "domains": ["Books", "Movies", "Music"], "users": 400,
-                     "items_per_domain": 60, "topics": 4, "mean_interactions": 16, "seed": 3}],
+                     "items_per_domain": 60, "topics": 4, "mean_interactions": 16, "seed": 3,
+                     "vocabulary": "per_domain"}],
         "kcore": {"user": 5, "item": 3},
         "sequences": {"scope": "both"},
         "candidates": {"count": 30, "train_negatives": 5, "pool": CANDIDATE_POOL},

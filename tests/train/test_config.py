@@ -26,6 +26,8 @@ def test_defaults_run_on_cpu():
         ({"lr": 0}, "lr"),
         ({"warmup_ratio": 1.0}, "warmup_ratio"),
         ({"batch_size": 8}, "batch_size: unknown key"),
+        ({"strategy": "deepspeed", "lr_overrides": {"integrator": 1e-4}}, "lr_overrides: only with the ddp"),
+        ({"lr_overrides": {"integrator": 0}}, "lr_overrides: 'integrator': 0"),
     ],
 )
 def test_bad_configs_name_the_key(data, message):

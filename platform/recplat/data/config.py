@@ -88,6 +88,9 @@ class SyntheticSource(StrictModel):
     items_per_domain: int = Field(default=200, ge=2)
     topics: int = Field(default=8, ge=1)
     mean_interactions: float = Field(default=20.0, gt=0)
+    # shared: a topic's title words are the same in every domain; per_domain: every domain names
+    # its topics with its own words, so only mixed-domain sequences link them (LLM-Rec Fig. 4)
+    vocabulary: Literal["shared", "per_domain"] = "shared"
     seed: int = 0
     users_per_task: int = Field(default=50_000, ge=1)
 

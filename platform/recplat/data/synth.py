@@ -90,8 +90,10 @@ class DomainCatalog:
 
 
 @lru_cache(maxsize=64)
-def domain_catalog(seed: int, domain: str, items_per_domain: int, topics: int) -> DomainCatalog:
-    """The items of one domain: a function of (seed, domain) and the sizes only."""
+def domain_catalog(seed: int, domain: str, items_per_domain: int, topics: int,
+                   word_offset: int = 0) -> DomainCatalog:  # fmt: skip
+    """The items of one domain: a function of (seed, domain), the sizes and the word offset only
+    (topic t is named with the words of topic word_offset + t)."""
     rng = np.random.default_rng([seed & _MASK, 1, seeded.tag(domain)])
     n = items_per_domain
     topic_of = rng.permutation(np.arange(n) % topics).astype(np.int32)  # balanced topics
@@ -107,7 +109,7 @@ def domain_catalog(seed: int, domain: str, items_per_domain: int, topics: int) -
     noun = rng.integers(len(nouns), size=n)
     titles, seen = [], {}
     for i in range(n):
-        words = topic_words(int(topic_of[i]))
+        words = topic_words(word_offset + int(topic_of[i]))
         title = f"{MODIFIERS[modifier[i]]} {words[first[i]]} {words[second[i]]} {nouns[noun[i]]}"
         seen[title] = seen.get(title, 0) + 1
         titles.append(title if seen[title] == 1 else f"{title} Vol. {seen[title]}")
@@ -116,9 +118,14 @@ def domain_catalog(seed: int, domain: str, items_per_domain: int, topics: int) -
     return DomainCatalog(domain, items, np.array(titles, dtype=object), topic_of, rank.astype(np.float64) ** -ZIPF)
 
 
+def word_offset(source, domain: str) -> int:
+    """Where a domain's topic words start: 0 for a shared vocabulary, else one block per domain."""
+    return 0 if source.vocabulary == "shared" else source.domains.index(domain) * source.topics
+
+
 def generate_items(source, domain: str) -> pa.Table:
     """schema.ITEMS rows of one domain; `attributes` holds the planted topic (ground truth)."""
-    cat = domain_catalog(source.seed, domain, source.items_per_domain, source.topics)
+    cat = domain_catalog(source.seed, domain, source.items_per_domain, source.topics, word_offset(source, domain))
     attributes = [json.dumps({"topic": int(t)}) for t in cat.topics]
     return pa.table(
         {"item": list(cat.items), "domain": [domain] * len(cat.items), "title": list(cat.titles),
@@ -150,6 +157,7 @@ class _Segments:
 
 @lru_cache(maxsize=4)
 def _world(seed: int, domains: tuple[str, ...], items_per_domain: int, topics: int):
+    # titles do not matter here (the vocabulary only renames items): offset 0
     cats = [domain_catalog(seed, d, items_per_domain, topics) for d in domains]
     dom = np.repeat(np.arange(len(domains)), items_per_domain)
     topic = np.concatenate([c.topics for c in cats]).astype(np.int64)
@@ -241,7 +249,8 @@ def write_amazon2018(corpus_dir: str | Path, source_cfg, gzip_meta: bool = False
     out.mkdir(parents=True, exist_ok=True)
     files, n_items, n_inter = [], 0, 0
     for domain in source_cfg.domains:
-        cat = domain_catalog(source_cfg.seed, domain, source_cfg.items_per_domain, source_cfg.topics)
+        cat = domain_catalog(source_cfg.seed, domain, source_cfg.items_per_domain, source_cfg.topics,
+                             word_offset(source_cfg, domain))
         meta = out / (f"meta_{domain}.json" + (".gz" if gzip_meta else ""))
         with (gzip.open(meta, "wt", encoding="utf-8") if gzip_meta else open(meta, "w", encoding="utf-8")) as fh:
             for asin, title in zip(cat.items, cat.titles):

@@ -26,6 +26,10 @@ class TrainConfig(StrictModel):
     grad_accum: int = Field(1, ge=1)  # micro-batches per optimizer step
     optimizer: Literal["adamw", "adam"] = "adamw"  # adam = L2 penalty in the gradient (torch Adam)
     lr: float = Field(1e-3, gt=0)
+    # per-parameter learning rates: a trainable parameter whose name contains a key trains at that
+    # key's lr (the first matching key, in order); the rest at `lr`. The schedule scales all alike.
+    # E.g. X-Cross's zero-initialised integrator next to the pooler/scorer it copies: {integrator: 1e-4}
+    lr_overrides: dict[str, float] = {}
     weight_decay: float = Field(0.0, ge=0)
     schedule: Literal["linear", "cosine", "constant"] = "linear"  # see train/schedules.py
     warmup_ratio: float = Field(0.0, ge=0, lt=1)  # warmup steps = ceil(ratio * total steps)
@@ -58,6 +62,11 @@ class TrainConfig(StrictModel):
             raise ValueError("precision: fp16 is not supported on CPU workers; use bf16 or fp32")
         if self.offload_optimizer and self.strategy != "deepspeed":
             raise ValueError("offload_optimizer: only the deepspeed strategy can offload the optimizer")
+        if self.lr_overrides and self.strategy == "deepspeed":
+            raise ValueError("lr_overrides: only with the ddp strategy (the deepspeed one has one learning rate)")
+        for key, lr in self.lr_overrides.items():
+            if not key or lr <= 0:
+                raise ValueError(f"lr_overrides: {key!r}: {lr}: needs a non-empty name part and a positive lr")
         if self.metric is not None and self.eval_every is None:
             raise ValueError("metric: set eval_every as well, or no validation ever produces it")
         if self.patience is not None and self.metric is None:

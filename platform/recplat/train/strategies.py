@@ -47,6 +47,26 @@ def _trainable(module: torch.nn.Module) -> list[torch.nn.Parameter]:
     return params
 
 
+def param_groups(module: torch.nn.Module, lr: float, overrides: dict[str, float]) -> list[dict]:
+    """Optimizer parameter groups: one per `overrides` key that names some trainable parameter
+    (first matching key wins), then the rest at `lr`. Every override must match something."""
+    groups: dict[str, list] = {key: [] for key in overrides}
+    rest = []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            key = next((k for k in overrides if k in name), None)
+            (groups[key] if key is not None else rest).append(p)
+    unused = [k for k, ps in groups.items() if not ps]
+    if unused:
+        raise RecplatError(f"lr_overrides: no trainable parameter name contains {', '.join(map(repr, unused))}")
+    out = [{"params": ps, "lr": overrides[k], "name": k} for k, ps in groups.items()]
+    if rest:
+        out.append({"params": rest, "lr": lr, "name": "default"})
+    if not any(g["params"] for g in out):
+        raise RecplatError("the model has no trainable parameters (requires_grad is False everywhere)")
+    return out
+
+
 def _move(batch: dict, device: torch.device, float_dtype: torch.dtype | None = None) -> dict:
     out = {}
     for key, value in batch.items():
@@ -71,7 +91,8 @@ class DdpStrategy:
         self.params = _trainable(self.module)
         optimizer_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = optimizer_cls(
-            self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999), eps=1e-8
+            param_groups(self.module, cfg.lr, cfg.lr_overrides),
+            lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999), eps=1e-8,
         )
         lr_lambda = build_lr_lambda(cfg.schedule, total_steps, cfg.warmup_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
@@ -112,7 +133,7 @@ class DdpStrategy:
         return float(loss.detach())
 
     def lr(self) -> float:
-        return float(self.scheduler.get_last_lr()[0])
+        return float(self.scheduler.get_last_lr()[-1])
 
     def save(self, directory: Path, rank: int) -> None:
         # Replicas are identical after every step: rank 0 writes weights and optimizer state.
