@@ -101,8 +101,11 @@ def mixed_run(mixed_and_per_domain_dataset, runs_dir) -> dict:
 # 0.535; and the fig4_data_mix smoke profile (full FT, 10 steps) 0.760 (spiao) vs 0.842 (s2piao)
 # overall. Why: the planted cross-domain signal is the user's topic, and a topic's title words are
 # the same in every domain (synth.py), so per-domain sequences already teach "history words ->
-# target words", which transfers to mixed histories unchanged. A corpus whose domains name a topic
-# with different words (only co-occurrence in mixed sequences links them) would carry Fig. 4's signal.
+# target words", which transfers to mixed histories unchanged. Hence this corpus now names the topics
+# with different words in every domain (`vocabulary: per_domain`): still not reproduced, 0.677 vs
+# 0.662 (p 0.51; overall 0.723 vs 0.707, session 4). Most cross-domain histories also hold items of
+# the target's own domain (Mix), which the per-domain model reads as well, and 40 LoRA steps do not
+# teach the mixed model the cross-vocabulary link; more steps, or Diff histories only, are next.
 @pytest.mark.heavy
 @pytest.mark.xfail(reason="no cross-domain signal that only mixed sequences carry in the planted corpus", strict=False)
 @pytest.mark.timeout(1200)
