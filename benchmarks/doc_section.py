@@ -21,6 +21,14 @@ def machine_description() -> str:
     return f"{platform.node()} ({platform.machine()}, {cpu})"
 
 
+def shared_machine_note(loads: list[float], advice: str) -> list[str]:
+    """A line saying the machine was shared, when the load average went past twice its CPUs."""
+    cpus = psutil.cpu_count(logical=True)
+    if max(loads) <= 2 * cpus:
+        return []
+    return [f"The machine was shared with other jobs (load average up to {max(loads)} on {cpus} CPUs): {advice}"]
+
+
 def write_doc_section(name: str, heading: str, lines: list[str], doc: Path = DOC) -> None:
     """Replace the body of section `name` with `lines` (atomically), or append it under `heading`."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

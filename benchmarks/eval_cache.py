@@ -179,7 +179,7 @@ def table_lines(r: dict) -> list[str]:
 
 
 def update_doc(r: dict, command: str) -> None:
-    from doc_section import machine_description, write_doc_section
+    from doc_section import machine_description, shared_machine_note, write_doc_section
 
     dataset_command = shlex.join(prepare_command(Path("runs/bench_eval/dataset"), DATASET_OVERRIDES))
     lines = [
@@ -204,10 +204,8 @@ def update_doc(r: dict, command: str) -> None:
            "users (the naive work per user is the same for every user), their cached time is measured."
            if "extrapolated" in r else "."),
     ]
-    if max(r["load"]) > 2 * os.cpu_count():
-        lines.append(f"The machine was shared with other jobs (load average up to {max(r['load'])} on "
-                     f"{os.cpu_count()} CPUs): wall times are inflated and uneven; the CPU-time columns "
-                     f"are the steadier comparison.")
+    lines += shared_machine_note(r["load"], "wall times are inflated and uneven; the CPU-time columns are "
+                                 "the steadier comparison.")
     write_doc_section("eval_cache", "Evaluation: item-tower cache vs naive, 1,000 candidates "
                       "(benchmarks/eval_cache.py)", lines)
 

@@ -170,7 +170,7 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=None, help="num_partitions (default: 4 x CPUs)")
     ap.add_argument("--object-store-gib", type=float, default=2.0)
     ap.add_argument("--only", choices=["ray", "reference"], help="run one pipeline (default: both)")
-    ap.add_argument("--skip-reference", action="store_true", help="same as --only ray")
+    ap.add_argument("--skip-reference", dest="only", action="store_const", const="ray", help="same as --only ray")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     ap.add_argument("--run", nargs=3, metavar=("KIND", "CFG", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -187,7 +187,7 @@ def main() -> int:
         corpus = write_corpus(args.workdir, n)
         cfg_path = args.workdir / f"prepare_{n}.yaml"
         cfg_path.write_text(yaml.safe_dump(prepare_config(corpus, args.partitions or 4 * args.num_cpus)))
-        kinds = [args.only] if args.only else ["ray"] if args.skip_reference else ["reference", "ray"]
+        kinds = [args.only] if args.only else ["reference", "ray"]
         ref_seconds = None
         for kind in kinds:
             out = args.workdir / f"out_{kind}_{n}"

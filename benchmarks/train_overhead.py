@@ -282,7 +282,7 @@ def table_lines(runs: list[dict], s: dict) -> list[str]:
 
 
 def update_doc(runs, s, args, loads, command: str) -> None:
-    from doc_section import machine_description, write_doc_section
+    from doc_section import machine_description, shared_machine_note, write_doc_section
 
     mode = ("lockstep: both runs at once, taking turns step by step" if args.mode == "lockstep"
             else "sequential: one run after the other, alternating")
@@ -301,10 +301,8 @@ def update_doc(runs, s, args, loads, command: str) -> None:
         f"spin at barriers while their partners wait for a core). Same rows in the same order on both sides: "
         f"the first steps' losses agree.",
     ]
-    if max(loads) > 2 * os.cpu_count():
-        lines.append(f"The machine was shared with other jobs (load average up to {max(loads)} on "
-                     f"{os.cpu_count()} CPUs): absolute rates are pessimistic and move with the load; compare "
-                     f"the paths within a round.")
+    lines += shared_machine_note(loads, "absolute rates are pessimistic and move with the load; compare the "
+                                 "paths within a round.")
     write_doc_section("train_overhead", "Training: Ray Train spine (1 worker) vs plain PyTorch "
                       "(benchmarks/train_overhead.py)", lines)
 

@@ -120,12 +120,11 @@ def check_inputs(cfg, where: str, profile: str) -> None:
     for key, ref in _run_refs(cfg.model_dump()):
         if ref.get("run_dir") and not (Path(ref["run_dir"]) / "summary.json").is_file():
             missing.append(f"recipe.{key}: no finished run of {ref['job'] or 'it'} in {ref['run_dir']}")
-            command = f"recplat run {ref['job']} --profile {profile}"
-            if ref.get("job") and command not in commands:
-                commands.append(command)
+            if ref.get("job"):
+                commands.append(f"recplat run {ref['job']} --profile {profile}")
     if missing:
         raise ConfigError(f"{where}: " + "; ".join(missing)
-                          + (f"; run {', '.join(f'`{c}`' for c in commands)} first (same --out folder)"
+                          + (f"; run {', '.join(f'`{c}`' for c in dict.fromkeys(commands))} first (same --out folder)"
                              if commands else ""))
 
 

@@ -49,7 +49,8 @@ def _trainable(module: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 def param_groups(module: torch.nn.Module, lr: float, overrides: dict[str, float]) -> list[dict]:
     """Optimizer parameter groups: one per `overrides` key that names some trainable parameter
-    (first matching key wins), then the rest at `lr`. Every override must match something."""
+    (first matching key wins), then the rest at `lr`. Every override must match something; that
+    anything trains at all is `_trainable`'s check."""
     groups: dict[str, list] = {key: [] for key in overrides}
     rest = []
     for name, p in module.named_parameters():
@@ -62,8 +63,6 @@ def param_groups(module: torch.nn.Module, lr: float, overrides: dict[str, float]
     out = [{"params": ps, "lr": overrides[k], "name": k} for k, ps in groups.items()]
     if rest:
         out.append({"params": rest, "lr": lr, "name": "default"})
-    if not any(g["params"] for g in out):
-        raise RecplatError("the model has no trainable parameters (requires_grad is False everywhere)")
     return out
 
 
