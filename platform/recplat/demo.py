@@ -62,7 +62,7 @@ def _configs(data: Path, out: Path, steps: int, workers: int):
     return llm, sas, pop
 
 
-def run_demo(out: str | Path = "runs/demo", synthetic: bool = False, steps: int = 200, workers: int = 2,
+def run_demo(out: str | Path = "runs/demo", synthetic: bool = False, steps: int = 120, workers: int = 2,
              fresh: bool = False) -> dict:  # fmt: skip
     from recplat.recipes import id_baseline, llmrec, popularity
     from recplat.runtime import init_ray
