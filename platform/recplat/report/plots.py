@@ -49,8 +49,10 @@ def curves(series: Mapping[str, Sequence[tuple[float, float]]], path: str | Path
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    if series:
+    if any(series.values()):
         ax.legend()
+    else:  # e.g. a run stopped before its first logged step: say so rather than draw empty axes
+        ax.text(0.5, 0.5, "no points recorded", ha="center", va="center", transform=ax.transAxes)
     return _save(fig, path)
 
 
