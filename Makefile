@@ -23,7 +23,7 @@ demo: install
 	$(VENV)/bin/recplat demo
 
 test: install
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15
 
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not slow"
