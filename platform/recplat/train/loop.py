@@ -78,7 +78,7 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
             elapsed = time.perf_counter() - window_start
             throughput = window_steps * samples_per_step / max(elapsed, 1e-9)
             state.train_log.append({"step": state.step, "train_loss": train_metrics["train_loss"],
-                                    "lr": train_metrics["lr"], "samples_per_s": throughput})
+                                    "lr": train_metrics["lr"], "samples_per_s": throughput, **_peak_memory()})
             if rank == 0:
                 logger.info("step %d/%d  loss %.4f  lr %.3g  %.1f samples/s", state.step, total_steps,
                             train_metrics["train_loss"], train_metrics["lr"], throughput)
@@ -102,6 +102,18 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
     return {"step": state.step, "total_steps": total_steps, "epoch": state.epoch, "resumed_from": resumed_from,
             "stopped_early": state.stopped_early, "best": state.best, "best_step": state.best_step,
             "history": state.history, "train_log": state.train_log}
+
+
+def _peak_memory() -> dict[str, float]:
+    """This worker's peak memory so far, GiB: the process's resident set, and the GPU's allocations."""
+    import resource
+
+    import torch
+
+    peak = {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # Linux: KiB
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return peak
 
 
 # --- setup -----------------------------------------------------------------------------------
