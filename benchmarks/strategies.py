@@ -11,8 +11,8 @@ negatives) for --steps optimizer steps on the synthetic preset, through `recplat
 - ddp: `prepare_model` (DistributedDataParallel), --precision via autocast;
 - deepspeed: ZeRO stage 2, the same micro-batch and precision.
 Reported per strategy: the median samples/s of the logged windows after the first (start-up and
-warm-up excluded), and the largest peak over the workers' logs of GPU memory allocated by torch
-(GPU runs) and of the worker process's resident set.
+warm-up excluded), and rank 0's peak GPU memory allocated by torch (GPU runs) and peak resident
+set (the recipe's summary carries rank 0's training log).
 
     python benchmarks/strategies.py --gpu --workers 1 --precision bf16 --write   # a GPU machine
     python benchmarks/strategies.py --tiny --steps 8                             # CPU dry run
@@ -67,16 +67,16 @@ def run_strategy(strategy: str, model: Path, dataset: Path, args) -> dict:
         out=str(args.workdir / "runs" / strategy),
     )  # fmt: skip
     log = llmrec.run(cfg)["train"]["train_log"]
-    steady = [p["samples_per_s"] for p in log[1:]] or [p["samples_per_s"] for p in log]
-    return {"strategy": strategy, "samples_per_s": statistics.median(steady),
-            "peak_gpu_gib": max((p.get("peak_gpu_gib", 0.0) for p in log), default=0.0) or None,
+    steady = [p["samples_per_s"] for p in (log[1:] or log)]
+    gpu = [p["peak_gpu_gib"] for p in log if "peak_gpu_gib" in p]
+    return {"strategy": strategy, "samples_per_s": statistics.median(steady), "peak_gpu_gib": max(gpu, default=None),
             "peak_rss_gib": max(p["peak_rss_gib"] for p in log), "windows": len(log)}
 
 
 def table(results: list[dict]) -> list[str]:
     lines = ["| strategy | samples/s | peak GPU memory (GiB) | peak worker RSS (GiB) |", "|---|---|---|---|"]
     for r in results:
-        gpu = f"{r['peak_gpu_gib']:.2f}" if r["peak_gpu_gib"] else "-"
+        gpu = "-" if r["peak_gpu_gib"] is None else f"{r['peak_gpu_gib']:.2f}"
         lines.append(f"| {r['strategy']} | {r['samples_per_s']:.1f} | {gpu} | {r['peak_rss_gib']:.2f} |")
     return lines
 
