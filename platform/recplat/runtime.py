@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from recplat.errors import RecplatError
@@ -29,13 +30,21 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     if not sys.stderr.isatty():  # workers of a local Ray inherit this: no progress-bar log spam
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict = {"log_to_driver": not quiet, "include_dashboard": False}
-    if address:
-        kwargs = {"address": address, "log_to_driver": not quiet}
-    else:
-        kwargs["num_cpus"] = num_cpus or max(os.cpu_count() or 1, LOCAL_MIN_CPUS)
+    kwargs: dict = {"log_to_driver": not quiet}
+    pinned: dict[str, str] = {}
+    if not address:
+        port = _free_loopback_port()
+        kwargs.update(num_cpus=num_cpus or max(os.cpu_count() or 1, LOCAL_MIN_CPUS),
+                      dashboard_host="127.0.0.1", dashboard_port=port)
+        # Ray Train's placement-group cleaner asks the State API (served by the dashboard) every second
+        # whether the run's controller is alive, and finds the API by auto-detection. With no dashboard
+        # it logs a warning each time; with a second Ray on the machine it can ask the other cluster,
+        # hear "no such actor" and remove a live run's workers (seen here). The processes of this
+        # cluster inherit the environment at start-up: pin the API to this cluster's own dashboard.
+        pinned = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
     try:
-        ray.init(**kwargs)
+        with _environment(pinned):
+            ray.init(**kwargs)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
         raise RecplatError(f"could not connect to {where}: {exc}") from None
@@ -49,3 +58,27 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
     if not sys.stderr.isatty():
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set `values` in os.environ for the block only (the driver's own `ray job submit` and
+    JobSubmissionClient read RAY_API_SERVER_ADDRESS too, and must keep the address they are given)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,0 +1,63 @@
+"""recplat.runtime: a local Ray answers State API queries from its own dashboard, even with a second
+Ray on the machine, and the driver's environment is left as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+# Run in a fresh process: the test session's Ray (the `ray_local` fixture) is then a second Ray
+# instance on this machine, as a user's `ray start` cluster would be beside a local `recplat run`.
+PROBE = """
+import json, os, ray
+from recplat.runtime import init_ray
+
+os.environ["RAY_API_SERVER_ADDRESS"] = "http://user-setting.invalid:1"
+init_ray(num_cpus=1)
+
+@ray.remote(num_cpus=0)
+class Probe:
+    # asks what Ray Train's placement-group cleaner asks every second: is this actor alive?
+    def ask(self):
+        from ray.util.state import get_actor
+
+        me = ray.get_runtime_context().get_actor_id()
+        state = get_actor(me, timeout=30)
+        return (state.state if state else None), os.environ.get("RAY_API_SERVER_ADDRESS")
+
+probe = Probe.options(lifetime="detached", name="probe").remote()
+state, url = ray.get(probe.ask.remote(), timeout=120)
+print(json.dumps({"state": state, "worker_url": url, "dashboard": ray._private.worker.get_dashboard_url(),
+                  "driver_url": os.environ.get("RAY_API_SERVER_ADDRESS")}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_local_ray_finds_its_own_state_api_beside_another_ray(ray_local):
+    assert ray_local.is_initialized()
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["state"] == "ALIVE"
+    assert seen["dashboard"].startswith("127.0.0.1:")  # loopback only
+    assert seen["worker_url"] == "http://" + seen["dashboard"]
+    assert seen["driver_url"] == "http://user-setting.invalid:1"  # the driver's own setting is kept
+
+
+def test_environment_is_restored_after_the_block(monkeypatch):
+    from recplat.runtime import _environment
+
+    monkeypatch.setenv("RECPLAT_KEPT", "before")
+    monkeypatch.delenv("RECPLAT_ADDED", raising=False)
+    with pytest.raises(RuntimeError), _environment({"RECPLAT_KEPT": "inside", "RECPLAT_ADDED": "inside"}):
+        assert os.environ["RECPLAT_KEPT"] == os.environ["RECPLAT_ADDED"] == "inside"
+        raise RuntimeError("the block fails")
+    assert os.environ["RECPLAT_KEPT"] == "before"
+    assert "RECPLAT_ADDED" not in os.environ
