@@ -1,3 +1,4 @@
+import stat
 import warnings
 
 from recplat.report.plots import curves, grouped_bars
@@ -11,6 +12,9 @@ def test_curves_and_bars_write_png(tmp_path):
     for path in (a, b):
         assert path.read_bytes()[:8] == PNG
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png", "m.png"]  # no temp files left
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # a PNG gets the mode of any other output file (not mkstemp's 0600)
+    assert {stat.S_IMODE(path.stat().st_mode) for path in (a, b)} == {stat.S_IMODE(plain.stat().st_mode)}
 
 
 def test_curves_without_points_draw_a_note_not_an_empty_legend(tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -18,20 +16,20 @@ def _figure():
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        import matplotlib.pyplot as plt
+    """Render in memory, then write atomically with the permissions of any other output file."""
+    import io
 
+    import matplotlib.pyplot as plt
+
+    from recplat.storage import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    finally:
         plt.close(fig)
-    return path
+    write_bytes_atomic(path, buffer.getvalue())
+    return Path(path)
 
 
 def curves(series: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str,
