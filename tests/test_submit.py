@@ -5,7 +5,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from recplat.cli import main
+from recplat.runtime import free_loopback_port
 from recplat.submit import (
     EXCLUDES,
     SubmitError,
@@ -27,12 +27,6 @@ from recplat.submit import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_runtime_env_uploads_the_checkout_without_heavy_paths():
@@ -74,7 +68,7 @@ def test_address_normalisation(monkeypatch):
 
 
 def test_unreachable_address_fails_fast_and_clearly():
-    address = f"http://127.0.0.1:{_free_port()}"
+    address = f"http://127.0.0.1:{free_loopback_port()}"
     start = time.monotonic()
     with pytest.raises(SubmitError, match=f"cannot reach the Ray job server at {address}"):
         submit_entrypoint("echo hi", address, connect_timeout=2)
@@ -82,7 +76,7 @@ def test_unreachable_address_fails_fast_and_clearly():
 
 
 def test_cli_submit_unreachable_and_planned(capsys):
-    port = _free_port()
+    port = free_loopback_port()
     assert main(["submit", "llmrec/table4_bert", "--profile", "smoke", "--address", f"127.0.0.1:{port}"]) == 2
     assert "cannot reach the Ray job server" in capsys.readouterr().err
     assert main(["submit", "molorec/table1_warm", "--address", f"127.0.0.1:{port}"]) == 2
@@ -105,7 +99,7 @@ def ray_head():
     """`ray start --head --block` on loopback with free ports; stopped by signalling the process
     group it started (not `ray stop`, which would stop every Ray of this user on the machine)."""
     token = secrets.token_hex(16)
-    ports = {name: _free_port() for name in (
+    ports = {name: free_loopback_port() for name in (
         "port", "dashboard-port", "ray-client-server-port", "dashboard-agent-listen-port",
         "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port",
         "node-manager-port", "object-manager-port",

@@ -33,7 +33,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     kwargs: dict = {"log_to_driver": not quiet}
     pinned: dict[str, str] = {}
     if not address:
-        port = _free_loopback_port()
+        port = free_loopback_port()
         kwargs.update(num_cpus=num_cpus or max(os.cpu_count() or 1, LOCAL_MIN_CPUS),
                       dashboard_host="127.0.0.1", dashboard_port=port)
         # Ray Train's placement-group cleaner asks the State API (served by the dashboard) every second
@@ -60,7 +60,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-def _free_loopback_port() -> int:
+def free_loopback_port() -> int:
     import socket
 
     with socket.socket() as sock:

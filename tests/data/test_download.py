@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import io
 import re
-import socket
 import threading
 import zipfile
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from recplat.data import download as dl
 from recplat.data.config import Amazon2014Source, Amazon2018Source, Amazon2023Source, MovieLensSource
 from recplat.data.sources import amazon2014, amazon2018, amazon2023, movielens
 from recplat.errors import ConfigError, DataError, RecplatError
+from recplat.runtime import free_loopback_port  # nothing listens there
 
 ML100K_PATH = "/datasets/movielens/ml-100k.zip"
 
@@ -93,12 +93,6 @@ def server(tmp_path):
     httpd.server_close()
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # --- fixture files in the publishers' formats ----------------------------------------------------
 def ml100k_zip(extra: dict[str, bytes] | None = None) -> bytes:
     """A tiny ml-100k archive laid out like GroupLens's (top-level ml-100k/ folder)."""
@@ -158,7 +152,8 @@ def test_official_urls_and_local_names():
 )
 def test_bad_arguments_are_named_before_any_transfer(tmp_path, source, domains, ratings, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        dl.download(source, domains, tmp_path / "raw", ratings=ratings, base_url=f"http://127.0.0.1:{closed_port()}")
+        unreachable = f"http://127.0.0.1:{free_loopback_port()}"
+        dl.download(source, domains, tmp_path / "raw", ratings=ratings, base_url=unreachable)
     assert not (tmp_path / "raw").exists()
 
 
@@ -242,7 +237,7 @@ def test_final_file_of_another_size_is_fetched_again(server, tmp_path):
 
 
 def test_unreachable_host_is_a_clear_error(tmp_path):
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_loopback_port()}"
     dest = tmp_path / "raw"
     dest.mkdir()
     (dest / "Prime_Pantry.csv.part").write_bytes(b"a,b,5.0,1\n")
