@@ -113,5 +113,5 @@ def test_smoke_run_end_to_end_through_the_cli(ray_local, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| all | recall@1 |" in printed and "| 9.13 |" in printed  # the paper's SASRec Recall@1
     report = out / "report"
-    assert sorted(p.name for p in report.iterdir()) == ["README.md", "bars.png"]
+    assert sorted(p.name for p in report.iterdir()) == [".recplat", "README.md", "bars.png"]  # the mark: recplat wrote it
     assert "9.13" in (report / "README.md").read_text()
