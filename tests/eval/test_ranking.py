@@ -12,7 +12,8 @@ from recplat.eval.ranking import (
     build_item_cache,
     needed_items,
     pad_candidates,
-    rank_from_scores,
+    candidate_mask,
+    rank_candidates,
     rank_naive,
     rank_with_item_cache,
 )
@@ -82,8 +83,8 @@ def test_cache_path_equals_naive_equals_brute_force(seed):
     # the same through raw scores
     pos = (items[targets] * users).sum(-1)
     cand = torch.einsum("ncd,nd->nc", items[cands], users)
-    mask_no_target = mask & (cands != targets[:, None])
-    np.testing.assert_array_equal(rank_from_scores(pos, cand, mask_no_target), expected)
+    np.testing.assert_array_equal(rank_candidates(pos, cand, torch.as_tensor(targets), torch.as_tensor(cands)), expected)
+    np.testing.assert_array_equal(rank_candidates(pos.detach().numpy(), cand.detach().numpy(), targets, cands, mask), expected)
 
 
 def test_item_cache_encodes_each_needed_item_once():
@@ -115,11 +116,39 @@ def test_padding_and_target_duplicates_are_masked():
     np.testing.assert_array_equal(rank_with_item_cache(users, items, targets, cands_neg), [1, 2, 1])
 
 
-def test_rank_from_scores_masks_and_checks_shapes():
+def test_rank_candidates_masks_padding_and_target_copies_and_checks_shapes():
     pos = np.array([1.0, 1.0])
     cand = np.array([[1.0, np.nan], [2.0, 0.5]])
-    np.testing.assert_array_equal(rank_from_scores(pos, cand, np.array([[1, 0], [1, 1]])), [2, 2])
+    targets = np.array([5, 5])
+    np.testing.assert_array_equal(rank_candidates(pos, cand, targets, np.array([[3, 0], [4, 6]])), [2, 2])
+    np.testing.assert_array_equal(rank_candidates(pos, cand, targets, np.array([[5, 0], [5, 6]])), [1, 1])
+    np.testing.assert_array_equal(candidate_mask(targets, np.array([[5, -1], [4, 6]])), [[0, 0], [1, 1]])
     with pytest.raises(ValueError, match="cand_scores"):
-        rank_from_scores(pos, cand[0])
-    with pytest.raises(ValueError, match="mask shape"):
-        rank_from_scores(pos, cand, np.ones((2, 3), dtype=bool))
+        rank_candidates(pos, cand[0], targets, cand[0])
+    with pytest.raises(ValueError, match="shape"):
+        rank_candidates(pos, cand, targets, np.ones((2, 3), dtype=np.int64))
+
+
+def test_popularity_and_models_rank_identically_with_the_target_among_the_negatives():
+    """Issue #18.3: every candidate scores the same except the target; with `exclude: none` the
+    target also appears among the negatives. The popularity baseline, the cached model path and the
+    naive reference must give the same ranks (the target's copy never counts against it)."""
+    from recplat.recipes.popularity import rank_by_popularity
+
+    # item 1 scores 3, every other item scores 1 (popularity, and <user, item> with user = [1])
+    popularity = np.array([0.0, 3.0] + [1.0] * 8)
+    items = torch.tensor(popularity[:, None], dtype=torch.float32)
+    users = torch.ones(4, 1)
+    targets = np.array([1, 1, 2, 2])
+    cands = np.array([
+        [4, 1, 5, 6],  # target 1 (best) and its copy: rank 1, not 2
+        [1, 1, 7, 0],  # two copies and padding: rank 1
+        [3, 2, 4, 5],  # target 2 ties the three others: rank 4 (pessimistic), its copy not counted
+        [1, 2, 0, 0],  # target 2 below item 1: rank 2
+    ])
+    expected = [1, 1, 4, 2]
+    np.testing.assert_array_equal(rank_by_popularity(popularity, targets, cands), expected)
+    np.testing.assert_array_equal(rank_with_item_cache(users, items, targets, cands), expected)
+    examples = [dict(history=[1], target=int(t), candidates=[int(c) for c in row if c]) for t, row in zip(targets, cands)]
+    naive = rank_naive(lambda history: torch.ones(1), lambda ids: items[ids], examples)
+    np.testing.assert_array_equal(naive, expected)

@@ -4,7 +4,8 @@ LLM-Rec pre-computes every item embedding once per evaluation and scores a user 
 with its candidates. `rank_with_item_cache` is that path: the caller encodes each needed item once
 (`build_item_cache`), then ranks are gathered chunk by chunk so memory stays bounded with 1000
 candidates per example. `rank_naive` re-encodes the candidates of every example; it is the
-reference the cache path must equal, and the baseline of the benchmark.
+reference the cache path must equal, and the baseline of the benchmark. Both, and the popularity
+baseline, turn scores into ranks through `rank_candidates` only: one masking rule for every ranker.
 
 Candidate lists are ragged when fewer items were available than asked for. As arrays they are
 padded with `PAD_ITEM = 0` (item_idx 0 is the padding row of the item vocabulary, schema.py), so a
@@ -41,19 +42,34 @@ def pad_candidates(candidates) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
-def rank_from_scores(pos_scores, cand_scores, mask=None) -> np.ndarray:
-    """Pessimistic ranks from precomputed scores: `pos_scores` [N], `cand_scores` [N, C].
+def candidate_mask(targets, candidates, mask=None):
+    """Which candidate slots take part in a ranking: real candidates (not padding) that are not
+    the target itself.
 
-    `mask` [N, C] marks real candidates (False = padding, its score is ignored). numpy arrays or
-    torch tensors; returns a numpy int64 array [N].
+    `mask` [N, C] marks real candidates (default: `candidates > PAD_ITEM`, so padding with 0 or -1
+    both work). A candidate equal to its own target is masked too: with `candidates.exclude: none`
+    (LLM-Rec's code, spec §1.2 step 6) the sampler may store the positive among the negatives, and
+    a pessimistic tie with its own copy would cost it one rank for nothing. numpy or torch in,
+    the same library out.
     """
-    pos, cand = _as_numpy(pos_scores), _as_numpy(cand_scores)
-    if cand.ndim != 2 or pos.shape != (cand.shape[0],):
-        raise ValueError(f"expected pos_scores [N] and cand_scores [N, C], got {pos.shape} and {cand.shape}")
-    m = None if mask is None else _as_numpy(mask).astype(bool)
-    if m is not None and m.shape != cand.shape:
-        raise ValueError(f"mask shape {m.shape} != cand_scores shape {cand.shape}")
-    return np.asarray(pessimistic_ranks(pos, cand, m), dtype=np.int64)
+    valid = candidates > PAD_ITEM if mask is None else mask
+    return valid & (candidates != targets[:, None])
+
+
+def rank_candidates(pos_scores, cand_scores, targets, candidates, mask=None):
+    """THE ranking rule every ranker uses (models, popularity, naive reference): the pessimistic
+    1-based rank of each target's score among its candidates' scores, over `candidate_mask` slots.
+
+    `pos_scores` [N], `cand_scores` [N, C], `targets` [N] and `candidates` [N, C] item_idx,
+    optional `mask` [N, C] of real candidates. numpy arrays or torch tensors (all of one kind);
+    returns int64 of the same kind.
+    """
+    if cand_scores.ndim != 2 or tuple(pos_scores.shape) != (cand_scores.shape[0],):
+        raise ValueError(f"expected pos_scores [N] and cand_scores [N, C], got {tuple(pos_scores.shape)} and "
+                         f"{tuple(cand_scores.shape)}")
+    if tuple(candidates.shape) != tuple(cand_scores.shape) or (mask is not None and tuple(mask.shape) != tuple(cand_scores.shape)):
+        raise ValueError(f"candidates {tuple(candidates.shape)} and mask must have cand_scores' shape {tuple(cand_scores.shape)}")
+    return pessimistic_ranks(pos_scores, cand_scores, candidate_mask(targets, candidates, mask))
 
 
 def needed_items(targets, candidates) -> np.ndarray:
@@ -103,9 +119,7 @@ def rank_with_item_cache(
 
     `user_vectors` [N, d], `item_vectors` [V + 1, d] indexed by item_idx, `targets` [N], `candidates`
     [N, C] padded with PAD_ITEM (see `pad_candidates`), `mask` [N, C] (default: candidates > 0, so
-    padding with 0 or -1 both work). A candidate equal to its own target is masked too: with
-    `candidates.exclude: none` the sampler may store the positive among the negatives, and a
-    pessimistic tie with itself would cost it one rank for nothing. Each chunk gathers at most
+    padding with 0 or -1 both work); slots are masked and ranked by `rank_candidates`. Each chunk gathers at most
     `max_chunk_elements` floats ([rows, C, d]); scores are computed in float32 on the item
     vectors' device.
     """
@@ -119,8 +133,7 @@ def rank_with_item_cache(
             f"expected user_vectors [N, d], targets [N], candidates [N, C]; got "
             f"{tuple(users.shape)}, {tuple(targets.shape)}, {tuple(cands.shape)}"
         )
-    valid = cands > PAD_ITEM if mask is None else _tensor(mask, bool)
-    valid = valid & (cands != targets[:, None])
+    valid = None if mask is None else _tensor(mask, bool)
     d = item_vectors.shape[1]
     rows = max(1, max_chunk_elements // max(1, c * d))
     out = np.empty(n, dtype=np.int64)
@@ -132,7 +145,8 @@ def rank_with_item_cache(
         ids = cands[sl].clamp_min(0).to(device)
         gathered = item_vectors.index_select(0, ids.reshape(-1)).view(*ids.shape, d).float()
         cand = torch.einsum("bcd,bd->bc", gathered, u)
-        out[sl] = pessimistic_ranks(pos, cand, valid[sl].to(device)).cpu().numpy()
+        chunk_mask = None if valid is None else valid[sl].to(device)
+        out[sl] = rank_candidates(pos, cand, targets[sl].to(device), cands[sl].to(device), chunk_mask).cpu().numpy()
     return out
 
 
@@ -153,11 +167,12 @@ def rank_naive(
         rows = examples.select(["history", "target", "candidates"]).to_pylist()
     ranks = []
     for row in rows:
-        negs = [c for c in row["candidates"] if c != row["target"] and c > PAD_ITEM]
+        cands = torch.tensor([c for c in row["candidates"] if c > PAD_ITEM], dtype=torch.long)
         u = encode_user(list(row["history"])).float()
-        vecs = encode_items(torch.tensor([row["target"], *negs], dtype=torch.long)).float()
+        vecs = encode_items(torch.cat([torch.tensor([row["target"]], dtype=torch.long), cands])).float()
         scores = (vecs * u).sum(-1)
-        ranks.append(int(pessimistic_ranks(scores[:1], scores[None, 1:])[0]))
+        target = torch.tensor([row["target"]], dtype=torch.long)
+        ranks.append(int(rank_candidates(scores[:1], scores[None, 1:], target, cands[None, :])[0]))
     return np.asarray(ranks, dtype=np.int64)
 
 
@@ -167,9 +182,3 @@ def _tensor(x, dtype) -> torch.Tensor:
         return x.detach().cpu().to(torch.bool if dtype is bool else torch.int64)
     a = np.asarray(x, dtype=dtype)
     return torch.from_numpy(a if a.flags.writeable else a.copy())
-
-
-def _as_numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)

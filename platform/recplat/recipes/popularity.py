@@ -31,8 +31,15 @@ def item_popularity(prepared: PreparedDataset) -> np.ndarray:
     return counts
 
 
+def rank_by_popularity(popularity: np.ndarray, targets: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Ranks with score = popularity, through the one ranking rule of every model
+    (`rank_candidates`: padding and copies of the target among the candidates are masked)."""
+    from recplat.eval.ranking import rank_candidates
+
+    return rank_candidates(popularity[targets], popularity[candidates], targets, candidates)
+
+
 def run(cfg: Config) -> dict:
-    from recplat.eval.ranking import rank_from_scores
     from recplat.storage import write_json_atomic
 
     prepared = PreparedDataset.open(cfg.data.dataset)
@@ -40,7 +47,7 @@ def run(cfg: Config) -> dict:
     test = select_examples(prepared, "test", cfg.eval.scope, cfg.eval.target_domains)
     candidates = padded_lists(test.column("candidates"), align="left")
     target = test.column("target").to_numpy().astype(np.int64)
-    ranks = rank_from_scores(popularity[target], popularity[candidates], mask=candidates != 0)
+    ranks = rank_by_popularity(popularity, target, candidates)
     results = score_and_write(prepared, test, ranks, cfg.eval.metrics, Path(cfg.out) / "test", cfg.max_history,
                               segments=cfg.eval.segments)
     summary = {"recipe": "popularity", "dataset": str(prepared.path), "overall": results.overall,
