@@ -3,10 +3,8 @@
 LLM-Rec's code passes no `target_modules`, i.e. peft's per-architecture defaults (spec §1.8); the
 defaults below are those, plus an optional wider set (`extra_targets=True`).
 
-Not here yet: MoLoRec's merge of domain adapters (spec §3.5) is a weighted sum of per-module
-PRODUCTS sum_k w_k B_k A_k, which is not peft's `add_weighted_adapter(combination_type="linear")`
-(that mixes A and B separately; see shared/STACK.md). It will live in its own module
-(`merge_lora_products`), reading the adapters saved by `save_adapter`.
+MoLoRec's merge of domain adapters (a weighted sum of per-module PRODUCTS sum_k w_k B_k A_k, not
+peft's `add_weighted_adapter(combination_type="linear")`) lives in `recplat.models.lora_mixture`.
 """
 
 from __future__ import annotations
