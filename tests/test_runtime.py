@@ -61,3 +61,25 @@ def test_environment_is_restored_after_the_block(monkeypatch):
         raise RuntimeError("the block fails")
     assert os.environ["RECPLAT_KEPT"] == "before"
     assert "RECPLAT_ADDED" not in os.environ
+
+
+def test_a_ray_start_up_timeout_is_one_line_exit_2(monkeypatch, capsys, tmp_path):
+    """Two local Rays starting at once: the second's raylet times out and ray.init raises a bare
+    Exception (ray/_private/node.py); it must reach the user as one line, exit 2."""
+    import ray
+
+    from recplat.cli import main
+
+    def timed_out(**kwargs):
+        raise Exception("The current node timed out during startup. This could happen because some of the "
+                        "raylet failed to startup or the GCS has become overloaded.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the session's Ray may be up: act as a fresh process
+    monkeypatch.setattr(ray, "init", timed_out)
+    code = main(["prepare", "--out", str(tmp_path / "ds")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("recplat: error: could not start or connect to a local Ray instance: The current node "
+                          "timed out during startup.") and "another local Ray" in err
+    assert "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "ds").exists()

@@ -45,9 +45,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     try:
         with _environment(pinned):
             ray.init(**kwargs)
-    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # ray.init raises a bare Exception when its raylet times out at start-up
         where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
-        raise RecplatError(f"could not connect to {where}: {exc}") from None
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        hint = "" if address else (
+            " (another local Ray starting at the same moment can cause this: retry, or start one with "
+            "`ray start --head` and pass its address)"
+        )
+        raise RecplatError(f"could not start or connect to {where}: {text}{hint}") from None
     # Ray Data's per-operator progress: bars on a terminal; in logs and CI only our own stage lines
     # (its non-terminal fallback prints a block of INFO lines every few seconds).
     import logging
