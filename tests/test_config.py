@@ -1,7 +1,8 @@
 import pytest
+import yaml
 
-from recplat.cli import _presets, preset_path
-from recplat.config import apply_overrides, load_config, parse_override
+from recplat.config import (apply_overrides, load_config, load_preset, parse_override, prepare_reference_file,
+                            preset_file, preset_names, set_dotted)
 from recplat.data.config import PrepareConfig
 from recplat.errors import ConfigError
 
@@ -30,10 +31,44 @@ def test_overrides_nest_and_index_lists():
         apply_overrides(data, ["kcore.user.x.y=1"])
 
 
+def test_set_dotted_is_the_same_walk_with_typed_values():
+    data = {"sources": [{"kind": "synthetic", "users": 10}], "kcore": {"user": 5}}
+    out = set_dotted(data, {"sources.0.users": 99, "render.families": ["llmrec"], "name": "1e-4"})
+    assert out == apply_overrides(data, ["sources.0.users=99", "render.families=[llmrec]"]) | {"name": "1e-4"}
+    assert data["sources"][0]["users"] == 10
+    with pytest.raises(ConfigError, match="kcore.user.x: kcore.user.x: its parent is a value"):
+        set_dotted(data, {"kcore.user.x": 1})
+
+
 def test_every_preset_validates():
-    for name in _presets():
-        cfg = load_config(PrepareConfig, preset_path(name))
+    assert "ml100k" in preset_names() and "prepare" not in preset_names()  # prepare.yaml: the reference
+    for name in preset_names():
+        cfg = load_config(PrepareConfig, preset_file(name))
         assert cfg.sources
+        assert load_preset(name) == load_preset(name) and load_preset(name) is not load_preset(name)
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; choose one of cprec_cpt, ml100k"):
+        preset_file("nope")
+
+
+def _leaves(data, prefix=""):
+    if isinstance(data, dict):
+        return {k: v for key, value in data.items() for k, v in _leaves(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): data}
+
+
+def test_the_defaults_file_lists_every_key_with_the_models_default():
+    """data/defaults/prepare.yaml documents PrepareConfig: the same keys, each with the default a
+    file that leaves it out gets (`sources` has no default: the file's is an example)."""
+    text = prepare_reference_file().read_text(encoding="utf-8")
+    written = yaml.safe_load(text)
+    sources = written.pop("sources")
+    defaults = PrepareConfig(sources=sources).model_dump(mode="json")
+    del defaults["sources"]
+    assert _leaves(written) == _leaves(defaults)
+    # and so `--config` layers a file on exactly these values
+    assert load_config(PrepareConfig, prepare_reference_file()) == PrepareConfig(sources=sources)
+    for key in _leaves(defaults):  # every key is commented with its type and meaning
+        assert f"{key.rsplit('.', 1)[-1]}:" in text, key
 
 
 def test_unknown_key_and_bad_value_are_named(tmp_path):

@@ -18,16 +18,16 @@ def test_demo_trains_both_models_and_writes_the_report(ray_local, tmp_path, caps
     printed = capsys.readouterr().out
 
     assert list(summaries) == ["LLM-Rec (MiniLM+LoRA)", "SASRec", "Popularity"]
-    examples = {name: s["test_examples"] for name, s in summaries.items()}
+    examples = {name: s.test_examples for name, s in summaries.items()}
     assert len(set(examples.values())) == 1 and examples["SASRec"] > 900, examples  # ~943 ML-100K users
     for name, summary in summaries.items():
-        assert set(summary["overall"]) == {"recall@1", "recall@10", "ndcg@10", "mrr"}, name
-        assert all(0.0 <= v <= 1.0 for v in summary["overall"].values()), (name, summary["overall"])
+        assert set(summary.overall) == {"recall@1", "recall@10", "ndcg@10", "mrr"}, name
+        assert all(0.0 <= v <= 1.0 for v in summary.overall.values()), (name, summary.overall)
     # 100 stored candidates: a random ranking puts the target in the top 10 a tenth of the time;
     # MovieLens popularity is a strong signal (~0.32 measured)
-    assert summaries["Popularity"]["overall"]["recall@10"] > 0.2
-    assert summaries["LLM-Rec (MiniLM+LoRA)"]["train"]["history"][-1]["step"] == 8
-    assert summaries["SASRec"]["train"]["history"][-1]["step"] == 32  # SASRec trains 4x the steps
+    assert summaries["Popularity"].overall["recall@10"] > 0.2
+    assert summaries["LLM-Rec (MiniLM+LoRA)"].train["history"][-1]["step"] == 8
+    assert summaries["SASRec"].train["history"][-1]["step"] == 32  # SASRec trains 4x the steps
 
     for line in ("model", "LLM-Rec (MiniLM+LoRA)", "SASRec", "Popularity"):
         assert line in printed

@@ -21,19 +21,18 @@ table row keeps related runs together; a separate file is used where the data or
 from __future__ import annotations
 
 import difflib
-import functools
 import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, field_validator, model_validator
 
-from recplat.config import StrictModel, apply_overrides, load_yaml, validate
+from recplat.config import StrictModel, apply_overrides, load_preset, load_yaml, preset_names, set_dotted, validate
 from recplat.data.config import PrepareConfig
 from recplat.errors import ConfigError, RecplatError
+from recplat.runs import run_name
 
 PAPERS = ("llmrec", "xcross", "molorec", "cprec")
 PAPER_TITLES = {
@@ -46,6 +45,7 @@ RECIPES = ("llmrec", "sasrec", "gru4rec", "xcross", "molorec", "cprec", "llara")
 REQUIRED_PROFILES = ("paper", "smoke")
 PROFILE_SECTIONS = ("data", "recipe", "resources")
 JOBS_DIR_ENV = "RECPLAT_JOBS_DIR"
+TRAIN_KEYS = ("num_workers", "use_gpu", "cpus_per_worker", "strategy")  # Resources -> TrainConfig
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_.-"
 
 
@@ -81,7 +81,7 @@ class DataRef(StrictModel):
     def mapping(self) -> dict[str, Any]:
         """The prepare config as plain data: preset (or inline config) with the overrides applied."""
         if self.preset is not None:
-            base = _load_preset(self.preset)
+            base = load_preset(self.preset)
         else:
             base = dict(self.config or {})
         return set_dotted(base, self.overrides)
@@ -108,6 +108,13 @@ class Resources(StrictModel):
     @property
     def total_gpus(self) -> float:
         return self.num_workers * self.gpus_per_worker
+
+    def train_settings(self) -> dict[str, Any]:
+        """The TrainConfig keys these resources set (the one Resources -> TrainConfig mapping):
+        Ray Train gives each worker one GPU, so gpus_per_worker must be 1 with GPUs."""
+        if self.use_gpu and self.gpus_per_worker != 1:
+            raise ConfigError(f"resources.gpus_per_worker: each Ray Train worker uses one GPU, got {self.gpus_per_worker}")
+        return {key: getattr(self, key) for key in TRAIN_KEYS}
 
 
 class Variant(StrictModel):
@@ -298,9 +305,8 @@ class ResolvedRun:
 
     @property
     def run_name(self) -> str:
-        """A directory-safe name: llmrec-table4_bert-smoke[-variant]."""
-        parts = [self.job.replace("/", "-"), self.profile] + ([self.variant] if self.variant else [])
-        return "-".join(parts)
+        """A directory-safe name: llmrec-table4_bert-smoke[-variant] (recplat.runs.run_name)."""
+        return run_name(self.job, self.profile, self.variant)
 
 
 # --- the catalog ---------------------------------------------------------------------------------
@@ -353,7 +359,7 @@ def load_job(path: str | Path, root: str | Path) -> JobSpec:
     path, root = Path(path), Path(root)
     name = path.relative_to(root).with_suffix("").as_posix()
     shown = (Path(root.name) / path.relative_to(root)).as_posix()  # jobs/llmrec/table4_bert.yaml
-    data = _read_yaml(path, shown)
+    data = load_yaml(path, shown)
     for key in ("path", "header"):
         if key in data:
             raise ConfigError(f"{shown}: {key}: unknown key (the loader fills it in)")
@@ -371,20 +377,6 @@ def load_job(path: str | Path, root: str | Path) -> JobSpec:
             except ConfigError as exc:
                 raise ConfigError(f"{shown}: profiles.{profile_name}.sweep: {exc}") from None
     return spec.model_copy(update={"path": shown, "header": read_header(path)})
-
-
-def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
-    """load_yaml's checks with libyaml's parser when present (10x faster on the whole catalog)."""
-    loader = getattr(yaml, "CSafeLoader", None)
-    if loader is None:
-        return load_yaml(path)
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{shown}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{shown}: the top level must be a mapping, got {type(data).__name__}")
-    return data
 
 
 def read_header(path: str | Path) -> str:
@@ -407,64 +399,6 @@ def find_jobs_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "jobs"
 
 
-def _load_preset(name: str) -> dict[str, Any]:
-    """A fresh copy of a preset's plain data (parsed once per process: the catalog resolves
-    hundreds of variants)."""
-    return _copy(_parsed_preset(name))
-
-
-@functools.lru_cache(maxsize=None)
-def _parsed_preset(name: str) -> dict[str, Any]:
-    return load_yaml(preset_file(name))
-
-
-@functools.lru_cache(maxsize=1)
-def preset_names() -> list[str]:
-    from importlib import resources
-
-    folder = resources.files("recplat.data") / "defaults"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def preset_file(name: str):
-    from importlib import resources
-
-    return resources.files("recplat.data") / "defaults" / f"{name}.yaml"
-
-
-def set_dotted(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `data` with `{dotted.key: value}` applied (values are already typed YAML, unlike
-    command-line overrides); a number indexes a list, as in recplat.config.apply_overrides."""
-    out = _copy(data)
-    for dotted, value in overrides.items():
-        keys = str(dotted).split(".")
-        node: Any = out
-        for depth, key in enumerate(keys):
-            last = depth == len(keys) - 1
-            where = ".".join(keys[: depth + 1])
-            if isinstance(node, list):
-                if not key.isdigit() or int(key) >= len(node):
-                    raise ConfigError(f"{dotted}: {where}: no such list entry (the list has {len(node)})")
-                if last:
-                    node[int(key)] = _copy(value)
-                else:
-                    node = node[int(key)]
-            elif isinstance(node, dict):
-                if last:
-                    node[key] = _copy(value)
-                else:
-                    if node.get(key) is None:
-                        node[key] = {}
-                    node = node[key]
-            else:
-                raise ConfigError(f"{dotted}: {where}: its parent is a value, not a section")
-    return out
-
-
-def dump_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
-
-
 def _check_sections(overrides: dict[str, Any]) -> dict[str, Any]:
     for key in overrides:
         if str(key).split(".")[0] not in PROFILE_SECTIONS:
@@ -476,10 +410,3 @@ def _did_you_mean(name: str, choices) -> str:
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
-
-def _copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_copy(v) for v in data]
-    return data

@@ -12,9 +12,20 @@ import argparse
 import sys
 
 from recplat.errors import RecplatError
+from recplat.recipes import RECIPES  # plain data: cheap to import
+
+
+LOCAL_PROFILE = "smoke"
+PROFILE_HELP = (
+    "smoke (default: bundled or synthetic data, an offline model, CPU workers; runs here in minutes) or "
+    "paper (the paper's data, models and GPUs: needs the raw data, so pass it explicitly, usually on a "
+    "cluster via `recplat submit`)"
+)
 
 
 def _add_prepare(sub) -> None:
+    from recplat.config import DEFAULT_PRESET, preset_names
+
     p = sub.add_parser(
         "prepare",
         help="turn raw multi-domain dumps into a prepared dataset directory (Ray Data)",
@@ -24,13 +35,13 @@ def _add_prepare(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument(
         "--config", "-c",
-        help="a prepare YAML (every key: platform/recplat/data/defaults/prepare.yaml); relative paths "
-        "in it are relative to the file's folder",
+        help="a prepare YAML; the keys it leaves out take the defaults listed (with their meaning) in "
+        "platform/recplat/data/defaults/prepare.yaml; relative paths in it are relative to the file's folder",
     )
     src.add_argument(
         "--preset",
-        help="a packaged config: " + ", ".join(_presets()) + " (default: prepare, the offline MovieLens-100K); "
-        "its relative paths are relative to the working directory",
+        help="a packaged config: " + ", ".join(preset_names()) + f" (default: {DEFAULT_PRESET}, MovieLens-100K "
+        "from the installed recbole package, offline); its relative paths are relative to the working directory",
     )
     p.add_argument("--out", "-o", required=True, help="the dataset directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset directory")
@@ -42,35 +53,21 @@ def _add_prepare(sub) -> None:
 
 
 def _run_prepare(args) -> int:
-    from recplat.config import load_config
+    from recplat.config import DEFAULT_PRESET, load_config, preset_file
     from recplat.data.config import PrepareConfig
     from recplat.data.pipeline import prepare
     from recplat.runtime import init_ray
 
     overrides = list(args.overrides) + (["strict=true"] if args.strict else [])
-    path = args.config or preset_path(args.preset or "prepare")
+    path = args.config or preset_file(args.preset or DEFAULT_PRESET)
     # a config file's relative paths are relative to its folder; a preset's to the working directory
     cfg = load_config(PrepareConfig, path, overrides, relative_to_file=args.config is not None)
+    from recplat.preflight import check_output_dir
+
+    check_output_dir(args.out, overwrite=args.overwrite)  # before Ray starts: one line, exit 2
     init_ray(args.address, num_cpus=args.num_cpus)
     prepare(cfg, args.out, overwrite=args.overwrite, show_progress=True)
     return 0
-
-
-def _presets() -> list[str]:
-    from importlib import resources
-
-    folder = resources.files("recplat.data") / "defaults"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def preset_path(name: str):
-    from importlib import resources
-
-    from recplat.errors import ConfigError
-
-    if name not in _presets():
-        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(_presets())}")
-    return resources.files("recplat.data") / "defaults" / f"{name}.yaml"
 
 
 def _add_data(sub) -> None:
@@ -116,7 +113,12 @@ def _run_download(args) -> int:
 def _add_jobs(sub) -> None:
     p = sub.add_parser("jobs", help="the job catalog: one entry per paper table/figure (jobs/<paper>/*.yaml)")
     jobs_sub = p.add_subparsers(dest="jobs_command", required=True)
-    ls = jobs_sub.add_parser("list", help="a table of jobs: name, paper, table/figure, status")
+    ls = jobs_sub.add_parser(
+        "list", help="a table of jobs: name, paper, table/figure, status, runs",
+        description="One line per catalog job: NAME, PAPER, TABLE/FIGURE (the table or figure it "
+        "reproduces, and its row), STATUS (ready, or planned: its recipe is not built yet) and RUNS (how "
+        "many runs its paper profile makes: the variants of its sweep, 1 without one).",
+    )
     ls.add_argument("--paper", help="only this paper: llmrec, xcross, molorec, cprec")
     ls.add_argument("--status", choices=["ready", "planned"], help="only ready or only planned jobs")
     ls.set_defaults(func=_run_jobs_list)
@@ -143,7 +145,8 @@ def _run_jobs_list(args) -> int:
 
 
 def _run_jobs_show(args) -> int:
-    from recplat.catalog import Catalog, dump_yaml
+    from recplat.catalog import Catalog
+    from recplat.config import dump_yaml
 
     spec = Catalog().get(args.name)
     if args.profile:
@@ -172,7 +175,8 @@ def _add_submit(sub) -> None:
     )
     p.add_argument("name", help="a catalog job, e.g. llmrec/table4_bert (`recplat jobs list`)")
     p.add_argument("--address", help="the job server, e.g. http://127.0.0.1:8265 (default: RAY_ADDRESS)")
-    p.add_argument("--profile", default="paper", help="paper (default) or smoke")
+    p.add_argument("--profile", default="paper",
+                   help="paper (default here: a cluster is where the paper's settings run) or smoke")
     p.add_argument("--variant", help="one variant of the profile's sweep (default: all of them)")
     p.add_argument("--wait", action="store_true", help="stream the logs and exit with the job's status")
     p.add_argument("--timeout", type=float, help="with --wait: give up waiting after this many seconds")
@@ -185,7 +189,8 @@ def _add_submit(sub) -> None:
 def _run_submit(args) -> int:
     import shlex
 
-    from recplat.catalog import Catalog, dump_yaml
+    from recplat.catalog import Catalog
+    from recplat.config import dump_yaml
     from recplat.submit import build_runtime_env, follow_job, job_failure_message, new_submission_id
     from recplat.submit import normalise_address, submit_entrypoint
 
@@ -233,7 +238,7 @@ def _add_train(sub) -> None:
         description="Run one recipe (setup -> Ray Train -> best checkpoint -> test metrics) from a YAML "
         "with the recipe's keys (see recplat/recipes/<recipe>.py `Config`), plus key=value overrides.",
     )
-    p.add_argument("recipe", help="llmrec, sasrec, gru4rec or popularity")
+    p.add_argument("recipe", choices=list(RECIPES), help="the recipe: " + ", ".join(RECIPES))
     p.add_argument("--config", "-c", help="the recipe's YAML config")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.max_steps=100 lora.rank=32")
@@ -242,14 +247,16 @@ def _add_train(sub) -> None:
 
 def _run_train(args) -> int:
     from recplat.config import load_config
-    from recplat.recipes import recipe_module
+    from recplat.recipes import recipe, recipe_module
     from recplat.runtime import init_ray
 
     module = recipe_module(args.recipe)
-    overrides = list(args.overrides)
-    if args.recipe in ("sasrec", "gru4rec"):
-        overrides.append(f"arch={args.recipe}")
-    cfg = load_config(module.Config, args.config, overrides)
+    # the keys the recipe's name fixes (sasrec: arch=sasrec) win over the file and the overrides
+    fixed = [f"{key}={value}" for key, value in recipe(args.recipe).fixed.items()]
+    cfg = load_config(module.Config, args.config, list(args.overrides) + fixed)
+    from recplat.preflight import check_models
+
+    check_models(cfg.model_dump(), where=f"{args.config or args.recipe}: recipe")  # before Ray starts
     init_ray(args.address, quiet=False)
     module.run(cfg)
     return 0
@@ -264,7 +271,7 @@ def _add_run(sub) -> None:
         "(reused while unchanged), run the recipe into <out>/<variant or run>, write <out>/run.json.",
     )
     p.add_argument("name", help="a catalog job, e.g. llmrec/table4_bert (`recplat jobs list`)")
-    p.add_argument("--profile", default="paper", help="paper (default) or smoke")
+    p.add_argument("--profile", default=LOCAL_PROFILE, help=PROFILE_HELP)
     p.add_argument("--variant", help="one variant of the profile's sweep (default: all of them, in turn)")
     p.add_argument("--out", help="the run directory (default: runs/<job>-<profile>[-<variant>])")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
@@ -280,10 +287,25 @@ def _add_report(sub) -> None:
         "ours, the paper's and the difference; bars for tables, curves for sweeps) and print the table.",
     )
     p.add_argument("name", help="a catalog job, e.g. llmrec/table4_bert")
-    p.add_argument("--profile", default="paper", help="paper (default) or smoke")
+    p.add_argument("--profile", default=LOCAL_PROFILE, help=f"the profile given to `recplat run` (default: {LOCAL_PROFILE})")
     p.add_argument("--variant", help="the variant given to `recplat run` (locates its default --out)")
     p.add_argument("--out", help="the run directory (default: runs/<job>-<profile>[-<variant>])")
-    p.set_defaults(func=lambda args: __import__("recplat.report.paper", fromlist=["main"]).main(args))
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args) -> int:
+    from pathlib import Path
+
+    from recplat.catalog import Catalog
+    from recplat.report.paper import write_report
+    from recplat.runs import default_out
+
+    spec = Catalog().get(args.name)
+    spec.profile(args.profile)  # a clear error for an unknown profile
+    folder, table = write_report(Path(args.out) if args.out else default_out(spec.name, args.profile, args.variant))
+    print(table)
+    print(f"\nreport: {folder}/README.md")
+    return 0
 
 
 def _add_demo(sub) -> None:

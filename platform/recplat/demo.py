@@ -14,26 +14,20 @@ import time
 from pathlib import Path
 
 from recplat.errors import RecplatError
+from recplat.runs import RunSummary
 
 
 def _prepare(out: Path, synthetic: bool, fresh: bool) -> Path:
-    from recplat.cli import preset_path
-    from recplat.config import load_config
+    from recplat.config import load_config, preset_file
     from recplat.data.config import PrepareConfig
-    from recplat.data.pipeline import prepare
+    from recplat.runs import prepared_dataset
 
-    data = out / "data"
     overrides = ["candidates.count=100", "candidates.train_negatives=10", "render.families=[]"]
     if synthetic:
         overrides += ["sources.0.users=1500", "sources.0.items_per_domain=150"]
-    cfg = load_config(PrepareConfig, preset_path("synthetic" if synthetic else "ml100k"), overrides,
+    cfg = load_config(PrepareConfig, preset_file("synthetic" if synthetic else "ml100k"), overrides,
                       relative_to_file=False)
-    manifest = data / "manifest.json"
-    if manifest.exists() and not fresh and json.loads(manifest.read_text())["config"] == cfg.model_dump(mode="json"):
-        print(f"[demo] reusing the prepared dataset in {data} (--fresh to rebuild)", flush=True)
-        return data
-    prepare(cfg, data, overwrite=True, show_progress=True)
-    return data
+    return prepared_dataset(cfg, out / "data", fresh=fresh, label="demo")
 
 
 def _configs(data: Path, out: Path, steps: int, workers: int):
@@ -63,12 +57,15 @@ def _configs(data: Path, out: Path, steps: int, workers: int):
 
 
 def run_demo(out: str | Path = "runs/demo", synthetic: bool = False, steps: int = 120, workers: int = 2,
-             fresh: bool = False) -> dict:  # fmt: skip
+             fresh: bool = False) -> dict[str, RunSummary]:  # fmt: skip
     from recplat.recipes import id_baseline, llmrec, popularity
     from recplat.runtime import init_ray
 
     started = time.time()
     out = Path(out)
+    from recplat.preflight import check_run
+
+    check_run(out, [out / "data"], [], where="demo")  # before Ray starts: the data folder is new or recplat's
     init_ray(num_cpus=max(4, workers + 2), quiet=False)
     print(f"[demo] 1/4 preparing {'the synthetic corpus' if synthetic else 'MovieLens-100K (recbole)'}", flush=True)
     data = _prepare(out, synthetic, fresh)
@@ -77,7 +74,7 @@ def run_demo(out: str | Path = "runs/demo", synthetic: bool = False, steps: int 
     summaries = {"LLM-Rec (MiniLM+LoRA)": llmrec.run(llm_cfg)}
     print(f"[demo] 3/4 training SASRec on {workers} Ray Train workers; scoring popularity", flush=True)
     summaries["SASRec"] = id_baseline.run(sas_cfg)
-    summaries["Popularity"] = popularity.run(pop_cfg)
+    summaries["Popularity"] = RunSummary.coerce(popularity.run(pop_cfg))
     print("[demo] 4/4 writing the report", flush=True)
     report = write_report(out / "report", summaries, dataset=data, seconds=time.time() - started)
     print("\n" + comparison_table(summaries))
@@ -85,28 +82,28 @@ def run_demo(out: str | Path = "runs/demo", synthetic: bool = False, steps: int 
     return summaries
 
 
-def comparison_table(summaries: dict[str, dict]) -> str:
-    metrics = list(next(iter(summaries.values()))["overall"])
+def comparison_table(summaries: dict[str, RunSummary]) -> str:
+    metrics = list(next(iter(summaries.values())).overall)
     header = f"{'model':<24}" + "".join(f"{m:>12}" for m in metrics)
     lines = [header, "-" * len(header)]
     for name, summary in summaries.items():
-        lines.append(f"{name:<24}" + "".join(f"{100 * summary['overall'][m]:>11.2f}%" for m in metrics))
+        lines.append(f"{name:<24}" + "".join(f"{100 * summary.overall[m]:>11.2f}%" for m in metrics))
     return "\n".join(lines)
 
 
-def write_report(directory: Path, summaries: dict[str, dict], dataset: Path, seconds: float) -> Path:
+def write_report(directory: Path, summaries: dict[str, RunSummary], dataset: Path, seconds: float) -> Path:
     """README.md with the table, and PNGs: training loss, validation metric, test metric bars."""
     from recplat.report.plots import curves, grouped_bars
     from recplat.storage import write_bytes_atomic
 
     directory.mkdir(parents=True, exist_ok=True)
-    losses = {n: [(p["step"], p["train_loss"]) for p in s.get("train", {}).get("train_log", [])]
-              for n, s in summaries.items() if "train" in s}
-    valid = {n: [(p["step"], p.get("recall@10")) for p in s.get("train", {}).get("history", []) if "recall@10" in p]
-             for n, s in summaries.items() if "train" in s}
+    trained = {n: s.train for n, s in summaries.items() if s.train is not None}
+    losses = {n: [(p["step"], p["train_loss"]) for p in train.get("train_log", [])] for n, train in trained.items()}
+    valid = {n: [(p["step"], p.get("recall@10")) for p in train.get("history", []) if "recall@10" in p]
+             for n, train in trained.items()}
     curves(losses, directory / "loss.png", "Training loss (Eq. 6 cross-entropy)", ylabel="loss")
     curves(valid, directory / "validation.png", "Validation Recall@10", ylabel="recall@10")
-    grouped_bars({n: s["overall"] for n, s in summaries.items()}, directory / "test_metrics.png",
+    grouped_bars({n: s.overall for n, s in summaries.items()}, directory / "test_metrics.png",
                  "Test metrics over the stored candidates")
     manifest = json.loads((dataset / "manifest.json").read_text())
     lines = [

@@ -21,8 +21,10 @@ def write_run(root, sub, method, size, hits, reference=0.3):
         "user": users, "scope": ["Books"] * 2 * N, "position": [0] * 2 * N, "target_domain": ["Books"] * 2 * N,
         "rank": np.where(hits == 1, 1, 5).astype(np.int64), "repeat": ["0"] * N + ["1"] * N,
     }), d / "ranks.parquet")  # fmt: skip
-    summary = {"zero_shot": [{"expert": "movies", "test": {"hit@1": reference}},
-                             {"expert": "music", "test": {"hit@1": 0.9}}]} if method == "xcross" else {}
+    summary = {"recipe": "xcross", "method": method, "dataset": str(root / "data")}
+    if method == "xcross":
+        summary["zero_shot"] = [{"expert": "movies", "test": {"hit@1": reference}},
+                                {"expert": "music", "test": {"hit@1": 0.9}}]
     return sub, {"variant": sub, "config": {"method": method, "data": {"train_size": size}}, "summary": summary}
 
 

@@ -68,7 +68,8 @@ def _fake_run(tmp_path, variants, params=None):
         rows = [{"group": "all", "value": "all", "n": 10, "recall@1": 0.1 + 0.01 * i},
                 {"group": "target_domain", "value": "Prime_Pantry", "n": 4, "recall@1": 0.05}]
         (test / "metrics.json").write_text(json.dumps({"metrics": ["recall@1"], "n_examples": 10, "rows": rows}))
-        summary = {"seconds": {"train": 7200.0}, "params": {"trainable": (params or {}).get(v, 0)}}
+        summary = {"recipe": "llmrec", "dataset": str(tmp_path / "data"), "seconds": {"train": 7200.0},
+                   "params": {"trainable": (params or {}).get(v, 0)}}
         runs[sub] = {"variant": v, "dir": sub, "summary": summary}
     record = {"job": "llmrec/x", "file": "jobs/llmrec/x.yaml", "paper": "llmrec", "ref": "Table 5", "row": None,
               "profile": "paper", "complete": True, "runs": runs, "claims": ["bigger is better"],

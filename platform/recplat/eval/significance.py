@@ -1,4 +1,4 @@
-"""Two-tailed paired Student's t-test between two runs (X-Cross §2.10, MoLoRec §3.7 in spec/PAPERS.md).
+"""Two-tailed paired Student's t-test between two runs (X-Cross §2.10, MoLoRec §3.7).
 
 The pairs are the evaluated examples: both runs must have ranked exactly the same examples,
 matched on (user, scope, position). A per-example metric (e.g. MRR, HR@1) is the paired sample:
@@ -104,3 +104,39 @@ def compare_runs(
     va = spec.per_example(ranks_a["rank"].to_numpy()[ia])
     vb = spec.per_example(ranks_b["rank"].to_numpy()[ib])
     return paired_t_test(va, vb, metric=spec.name)
+
+
+def compare_metric(ranks_ours, ranks_theirs, metric: str | MetricSpec) -> dict:
+    """One metric of two runs on the same examples (aligned per-example ranks): both means, the
+    relative difference ours / theirs - 1 (LLM-Rec Fig. 5's relative improvement) and the two-tailed
+    paired t-test's p (None with fewer than 2 pairs). The one run comparison every recipe reports."""
+    spec = parse_metric(metric)
+    a, b = spec.per_example(np.asarray(ranks_ours)), spec.per_example(np.asarray(ranks_theirs))
+    ours, theirs = (float(a.mean()), float(b.mean())) if len(a) else (None, None)
+    return {"ours": ours, "theirs": theirs, "relative": ours / theirs - 1 if theirs else None,
+            "p": paired_t_test(a, b).p if len(a) >= 2 else None}
+
+
+def compare_with_run(results, other_dir) -> list[dict]:
+    """Evaluation results (EvalResults) against another run's `<other_dir>/test` on the same
+    examples, matched on the key columns: per result row (overall, per domain, per segment) and
+    metric, `compare_metric`'s numbers."""
+    from pathlib import Path
+
+    from recplat.eval.results import OVERALL, load_results
+
+    other = load_results(Path(other_dir) / "test")
+    ia, ib = align_on_keys(results.per_example, other.per_example)
+    ours, theirs = results.per_example["rank"].to_numpy()[ia], other.per_example["rank"].to_numpy()[ib]
+    rows = []
+    for row in results.rows:
+        if row["group"] == OVERALL:
+            select = np.ones(len(ia), dtype=bool)
+        else:
+            select = np.asarray(results.per_example[row["group"]].to_pylist(), dtype=object)[ia] == row["value"]
+        out = {"group": row["group"], "value": row["value"], "n": int(select.sum())}
+        for name in results.metrics:
+            if name in other.metrics:
+                out[name] = compare_metric(ours[select], theirs[select], name)
+        rows.append(out)
+    return rows

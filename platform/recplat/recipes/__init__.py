@@ -5,24 +5,47 @@
     popularity.py   most-popular: the floor every model must clear
     xcross.py       X-Cross: per-domain LoRA experts integrated layer by layer (spec §2)
     ranking_task.py what the ranking recipes share (arrays, Task base, checkpoint evaluation)
+    settings.py     config sections several recipes share (LoRA, backbone)
 
-Every recipe module exposes `Config` (a typed model) and `run(config) -> dict` (the run summary).
+Every recipe module exposes `Config` (a typed model with `data.dataset` and `out`, and `train: a
+TrainConfig` when it trains) and `run(config) -> recplat.runs.RunSummary`. What it reads from other
+runs are Config fields of type `recplat.runs.RunRef`. Adding a recipe = its module + one line below;
+`recplat run`, `recplat train` and the catalog need no other change.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A recipe name: the module that runs it and the config keys the name itself fixes (one module
+    may serve several names: sasrec and gru4rec are id_baseline with `arch` set)."""
+
+    module: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+
 RECIPES = {
-    "llmrec": "recplat.recipes.llmrec",
-    "sasrec": "recplat.recipes.id_baseline",
-    "gru4rec": "recplat.recipes.id_baseline",
-    "popularity": "recplat.recipes.popularity",
-    "xcross": "recplat.recipes.xcross",
+    "llmrec": Recipe("recplat.recipes.llmrec"),
+    "sasrec": Recipe("recplat.recipes.id_baseline", {"arch": "sasrec"}),
+    "gru4rec": Recipe("recplat.recipes.id_baseline", {"arch": "gru4rec"}),
+    "popularity": Recipe("recplat.recipes.popularity"),
+    "xcross": Recipe("recplat.recipes.xcross"),
 }
+
+
+def recipe(name: str) -> Recipe:
+    from recplat.errors import ConfigError
+
+    if name not in RECIPES:
+        raise ConfigError(f"unknown recipe {name!r}; built: {', '.join(sorted(RECIPES))}")
+    return RECIPES[name]
 
 
 def recipe_module(name: str):
     import importlib
 
-    from recplat.errors import ConfigError
-
-    if name not in RECIPES:
-        raise ConfigError(f"unknown recipe {name!r}; built: {', '.join(sorted(RECIPES))}")
-    return importlib.import_module(RECIPES[name])
+    return importlib.import_module(recipe(name).module)

@@ -19,6 +19,7 @@ from recplat.config import StrictModel
 from recplat.data.dataset import PreparedDataset
 from recplat.models.losses import candidate_cross_entropy
 from recplat.recipes.ranking_task import RankingArrays, RankingData, RankingEvalConfig, RankingTask, train_and_evaluate
+from recplat.runs import RunSummary
 from recplat.train.config import TrainConfig
 
 
@@ -75,7 +76,7 @@ class IdBaselineTask(RankingTask):
         return model.item_embeddings(item_idx)
 
 
-def run(cfg: Config) -> dict:
+def run(cfg: Config) -> RunSummary:
     def make_task(prepared: PreparedDataset, valid: RankingArrays) -> IdBaselineTask:
         return IdBaselineTask(cfg, prepared.num_items, valid)
 

@@ -24,24 +24,22 @@ from pydantic import Field, model_validator
 from recplat.config import StrictModel
 from recplat.data.dataset import PreparedDataset
 from recplat.models.losses import candidate_cross_entropy
-from recplat.recipes.ranking_task import (RankingArrays, RankingData, RankingEvalConfig, RankingTask, RunRef,
-                                          train_and_evaluate)
+from recplat.recipes.ranking_task import RankingArrays, RankingData, RankingEvalConfig, RankingTask, train_and_evaluate
+from recplat.recipes.settings import BackboneSettings, LoraSettings
+from recplat.runs import RunRef, RunSummary
 from recplat.train.config import TrainConfig
 
 
-class ModelSettings(StrictModel):
-    name: str = "offline:minilm"  # HF id, local folder, or offline:minilm
+class ModelSettings(BackboneSettings):
     family: Literal["encoder", "decoder", "encoder_decoder"] | None = None  # None: from the HF config
     max_title_tokens: int = Field(40, ge=1)  # spec §1.4
     max_history: int = Field(10, ge=1)  # spec §1.4: the 10 most recent items
 
 
-class Finetune(StrictModel):
+class Finetune(LoraSettings):
     method: Literal["full", "lora"] = "lora"  # full = every parameter trains (the paper's FPFT)
-    rank: int = Field(16, ge=1)  # LLM-Rec code default 16; Table 5 uses 32
-    alpha: float = Field(16, gt=0)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    target_modules: list[str] | None = None  # None: the architecture's defaults (adapters.py)
+    alpha: float = Field(16, gt=0)  # LLM-Rec's code (LoraSettings: 32)
+    dropout: float = Field(0.1, ge=0, lt=1)  # LLM-Rec's code (LoraSettings: 0)
 
     @model_validator(mode="after")
     def _lora_keys_need_lora(self) -> "Finetune":
@@ -81,7 +79,7 @@ class LlmRecTask(RankingTask):
         self.tokens = None  # TitleTokens, built with the model
 
     def build_model(self) -> torch.nn.Module:
-        from recplat.adapters import apply_lora, lora_config
+        from recplat.adapters import apply_lora
         from recplat.models.offline import resolve_model_name
         from recplat.models.text_encoder import DualEncoder, TitleTokens, load_backbone
 
@@ -89,7 +87,7 @@ class LlmRecTask(RankingTask):
         backbone, tokenizer, family = load_backbone(resolve_model_name(model.name), model.family)
         ft = self.cfg.finetune
         if ft.method == "lora":
-            backbone = apply_lora(backbone, lora_config(backbone, ft.rank, ft.alpha, ft.dropout, ft.target_modules))
+            backbone = apply_lora(backbone, ft.peft_config(backbone))
         self.tokens = TitleTokens.from_titles(tokenizer, list(self.titles), family, model.max_title_tokens,
                                               model.max_history)
         return DualEncoder(backbone, family)
@@ -118,13 +116,13 @@ class LlmRecTask(RankingTask):
         return model.encode(ids.to(device), mask.to(device))
 
 
-def run(cfg: Config) -> dict:
+def run(cfg: Config) -> RunSummary:
     def make_task(prepared: PreparedDataset, valid: RankingArrays | None) -> LlmRecTask:
         return LlmRecTask(cfg, prepared.titles, prepared.num_items, valid)
 
     # evaluate mode: another run's best checkpoint (its items are encoded from their titles, so a
     # checkpoint transfers to a dataset with other items: LLM-Rec Fig. 6's zero-shot domains)
-    checkpoint = cfg.init_from.summary("init_from")["best_checkpoint"] if cfg.mode == "evaluate" else None
+    checkpoint = cfg.init_from.summary("init_from").best_checkpoint if cfg.mode == "evaluate" else None
     return train_and_evaluate("llmrec", make_task, cfg.data, cfg.eval, cfg.train, cfg.out, cfg.model.max_history,
                               checkpoint=checkpoint)
 

@@ -6,8 +6,8 @@
   negatives of LLM-Rec Eq. 6: nothing is sampled at load time);
 - `RankingTask`: a training-spine Task whose validation and test evaluation are the same code,
   the item-tower cache path (encode each needed item once, then gather; spec §1.7);
-- `evaluate_checkpoint`: the best checkpoint scored on a split, as a Ray task (on a GPU worker when
-  the job has GPUs), written as Parquet + JSON results.
+- `evaluate_checkpoint`: the best checkpoint's ranks on a split (eval/checkpoints.py's Ray task),
+  written as Parquet + JSON results; `train_and_evaluate`: the whole run, returning a RunSummary.
 """
 
 from __future__ import annotations
@@ -21,13 +21,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from recplat.config import StrictModel
 from recplat.data.dataset import PreparedDataset, padded_lists
-from recplat.errors import ConfigError
+from recplat.runs import RunRef, RunSummary
 from recplat.train.config import TrainConfig
 from recplat.train.task import Task
+
+__all__ = ["RankingArrays", "RankingData", "RankingEvalConfig", "RankingTask", "RunRef", "evaluate_checkpoint",
+           "filter_examples", "score_and_write", "select_examples", "train_and_evaluate", "training_dataset"]
 
 
 @dataclass
@@ -155,29 +158,14 @@ class RankingTask(Task):
         return mean_metrics(self.rank(model, self.valid), self.metric_names)
 
 
-def _evaluate(task: RankingTask, checkpoint_dir: str, arrays: RankingArrays, use_gpu: bool) -> tuple[np.ndarray, dict]:
-    from recplat.train.checkpoint import WEIGHTS_FILE, load_weights
-
-    model = task.build_model()
-    load_weights(model, Path(checkpoint_dir) / WEIGHTS_FILE)
-    model.eval()
-    if use_gpu and torch.cuda.is_available():
-        model.cuda()
-    # LLM-Rec Fig. 7 plots Recall against the trainable parameters (LoRA adapters vs the whole model)
-    params = {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-              "total": sum(p.numel() for p in model.parameters())}
-    return task.rank(model, arrays), params
-
-
-def evaluate_checkpoint(task: RankingTask, checkpoint_dir: str, examples: pa.Table, max_history: int,
+def evaluate_checkpoint(task: RankingTask, checkpoint, examples: pa.Table, max_history: int,
                         use_gpu: bool = False, num_cpus: float = 1) -> tuple[np.ndarray, dict]:  # fmt: skip
-    """Ranks of `examples` under the weights in `checkpoint_dir` and the model's parameter counts
+    """Ranks of `examples` under the checkpoint's weights and the model's parameter counts
     ({"trainable", "total"}), computed in a Ray task."""
-    import ray
+    from recplat.eval.checkpoints import score_checkpoint
 
     arrays = RankingArrays.from_table(examples, max_history)
-    remote = ray.remote(num_cpus=num_cpus, num_gpus=1 if use_gpu else 0)(_evaluate)
-    return ray.get(remote.remote(task, checkpoint_dir, arrays, use_gpu))
+    return score_checkpoint(task, checkpoint, lambda task, model: task.rank(model, arrays), use_gpu, num_cpus)
 
 
 SEGMENTS = ("same_mix_diff",)
@@ -198,66 +186,7 @@ def score_and_write(prepared: PreparedDataset, examples: pa.Table, ranks: np.nda
     return results
 
 
-def compare_results(results, other_dir: str | Path) -> list[dict]:
-    """This run against another run on the same test examples (matched on user, scope, position):
-    per result row and metric, both means, the relative difference ours / theirs - 1 (LLM-Rec
-    Fig. 5's relative improvement) and the two-tailed paired t-test's p."""
-    from recplat.eval.metrics import parse_metric
-    from recplat.eval.results import OVERALL, load_results
-    from recplat.eval.significance import align_on_keys, paired_t_test
-
-    other = load_results(Path(other_dir) / "test")
-    ia, ib = align_on_keys(results.per_example, other.per_example)
-    ours, theirs = results.per_example["rank"].to_numpy()[ia], other.per_example["rank"].to_numpy()[ib]
-    rows = []
-    for row in results.rows:
-        if row["group"] == OVERALL:
-            select = np.ones(len(ia), dtype=bool)
-        else:
-            select = np.asarray(results.per_example[row["group"]].to_pylist(), dtype=object)[ia] == row["value"]
-        out = {"group": row["group"], "value": row["value"], "n": int(select.sum())}
-        for name in results.metrics:
-            if name not in other.metrics:
-                continue
-            spec = parse_metric(name)
-            a, b = spec.per_example(ours[select]), spec.per_example(theirs[select])
-            mean_a, mean_b = (float(a.mean()), float(b.mean())) if len(a) else (None, None)
-            out[name] = {"ours": mean_a, "theirs": mean_b,
-                         "relative": mean_a / mean_b - 1 if mean_b else None,
-                         "p": paired_t_test(a, b).p if len(a) >= 2 else None}
-        rows.append(out)
-    return rows
-
-
 # --- the configs shared by the ranking recipes ----------------------------------------------
-class RunRef(StrictModel):
-    """Another run: a catalog job (whose finished run `recplat run` finds next to this one and
-    writes into `run_dir`), or a run directory given directly (`recplat train`)."""
-
-    job: str | None = None  # e.g. llmrec/table4_bert; the same profile as this run
-    variant: str | None = None  # a variant of that job's sweep
-    run_dir: str | None = None  # the run's directory: summary.json, test/
-
-    @model_validator(mode="after")
-    def _job_or_dir(self) -> "RunRef":
-        if self.job is None and self.run_dir is None:
-            raise ValueError("give job (a catalog job) or run_dir (a finished run's directory)")
-        return self
-
-    def summary(self, key: str) -> dict:
-        """The run's summary.json; `key` names this reference in errors (e.g. init_from)."""
-        import json
-
-        if self.run_dir is None:
-            raise ConfigError(f"{key}.run_dir: not set; `recplat run` fills it in from {key}.job, "
-                              "`recplat train` needs the directory of a finished run")
-        path = Path(self.run_dir) / "summary.json"
-        if not path.is_file():
-            raise ConfigError(f"{key}: {self.run_dir} holds no finished run (no summary.json)"
-                              + (f"; run {self.job} first" if self.job else ""))
-        return json.loads(path.read_text(encoding="utf-8"))
-
-
 class RankingEvalConfig(StrictModel):
     metrics: list[str] = ["recall@1", "recall@10", "ndcg@10"]  # LLM-Rec Table 4
     # a fixed seeded fraction of the validation examples, for early stopping (spec §1.7: 10% of users)
@@ -281,7 +210,7 @@ class RankingData(StrictModel):
 # --- the run shared by the ranking recipes: train -> best checkpoint -> test -> files ---------
 def train_and_evaluate(name: str, task_factory, data: RankingData, evaluation: RankingEvalConfig,
                        train: TrainConfig, out: str | Path, max_history: int,
-                       checkpoint: str | None = None) -> dict:  # fmt: skip
+                       checkpoint: str | None = None) -> RunSummary:  # fmt: skip
     """The whole run of a ranking recipe; writes out/{test/, summary.json} and returns the summary.
 
     `task_factory(prepared, valid_arrays)` builds the recipe's RankingTask. With `checkpoint`
@@ -289,6 +218,8 @@ def train_and_evaluate(name: str, task_factory, data: RankingData, evaluation: R
     """
     import time
 
+    from recplat.eval.checkpoints import checkpoint_uri
+    from recplat.eval.significance import compare_with_run
     from recplat.runtime import init_ray
     from recplat.storage import write_json_atomic
     from recplat.train.launch import fit
@@ -306,7 +237,7 @@ def train_and_evaluate(name: str, task_factory, data: RankingData, evaluation: R
         if train.storage_path == TrainConfig().storage_path:  # default: checkpoints next to the results
             train = train.model_copy(update={"storage_path": str((out / "checkpoints").absolute()), "name": name})
         result = fit(task, train, train_ds)
-        checkpoint = result.best_checkpoint.path
+        checkpoint = checkpoint_uri(result.best_checkpoint)
         summary.update(best_validation=result.best_metrics, train=result.summary)
     else:
         task = task_factory(prepared, None)
@@ -322,8 +253,9 @@ def train_and_evaluate(name: str, task_factory, data: RankingData, evaluation: R
                    test_examples=test.num_rows)
     if evaluation.compare_with is not None:
         evaluation.compare_with.summary("eval.compare_with")  # a clear error when it is not there
-        summary["comparison"] = compare_results(results, evaluation.compare_with.run_dir)
+        summary["comparison"] = compare_with_run(results, evaluation.compare_with.run_dir)
         write_json_atomic(out / "test" / "comparison.json", summary["comparison"])
-    write_json_atomic(out / "summary.json", summary)
+    summary = RunSummary.model_validate(summary)
+    summary.write(out)
     print(f"\n{name}: test results ({test.num_rows:,} examples)\n{results.format_table()}", flush=True)
     return summary

@@ -40,7 +40,8 @@ from pydantic import Field, model_validator
 from recplat.config import StrictModel
 from recplat.data.dataset import PreparedDataset
 from recplat.errors import ConfigError
-from recplat.recipes.ranking_task import RunRef
+from recplat.recipes.settings import BackboneSettings, LoraSettings
+from recplat.runs import RunRef, RunSummary
 from recplat.train.config import TrainConfig
 from recplat.train.task import Task
 
@@ -49,17 +50,9 @@ ADAPTER_DIR = "adapter"
 
 
 # --- configuration ---------------------------------------------------------------------------
-class ModelSettings(StrictModel):
-    name: str = "offline:minilm"  # HF id (paper: microsoft/deberta-v3-base), local folder or offline:minilm
+class ModelSettings(BackboneSettings):  # name: the paper's is microsoft/deberta-v3-base
     max_length: int = Field(512, ge=16)  # tokens per (history, choice) pair; the history is cut from the oldest
     dropout: float = Field(0.0, ge=0, lt=1)  # pooler/scorer dropout
-
-
-class LoraSettings(StrictModel):
-    rank: int = Field(16, ge=1)  # spec §2.4: 2*16*768 parameters per adapted matrix
-    alpha: float = Field(32, gt=0)  # [U] in the paper
-    dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] | None = None  # None: query/value projections of the architecture
 
 
 class XCrossSettings(StrictModel):
@@ -90,7 +83,8 @@ class Config(StrictModel):
     method: Literal["lora", "xcross", "pooler_scorer"] = "lora"
     data: XCrossData
     model: ModelSettings = ModelSettings()
-    lora: LoraSettings = LoraSettings()
+    # spec §2.4: rank 16 (2*16*768 parameters per adapted matrix); alpha 32 ([U] in the paper); dropout 0
+    lora: LoraSettings = LoraSettings(rank=16, alpha=32, dropout=0.0)
     xcross: XCrossSettings = XCrossSettings()
     eval: EvalSettings = EvalSettings()
     train: TrainConfig = TrainConfig(micro_batch_size=1, lr=1e-4, weight_decay=0.01, eval_every=50,
@@ -195,15 +189,14 @@ class XCrossTask(Task):
         self._tokenizer = None
 
     def build_model(self) -> torch.nn.Module:
-        from recplat.adapters import apply_lora, lora_config
+        from recplat.adapters import apply_lora
         from recplat.models.layer_integration import XCrossEncoder
         from recplat.models.multiple_choice import MultipleChoiceModel
 
         cfg = self.cfg
         if self.role == "lora":
             base = _base_encoder(cfg.model.name)
-            encoder = apply_lora(base, lora_config(base, cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout,
-                                                   cfg.lora.target_modules))
+            encoder = apply_lora(base, cfg.lora.peft_config(base))
             return MultipleChoiceModel(encoder, base.config.hidden_size, cfg.model.dropout)
         experts = [load_expert(cfg.model.name, d) for d in self.expert_dirs]
         if self.role == "xcross":
@@ -270,32 +263,25 @@ def ranks_of(scores: np.ndarray, label: np.ndarray) -> np.ndarray:
 
 
 # --- scoring in a Ray task (a GPU one when the job has GPUs) --------------------------------
-def _score(task: XCrossTask, checkpoint_dir: str | None, questions: Questions, use_gpu: bool,
-           export_to: str | None) -> tuple[np.ndarray, dict]:  # fmt: skip
-    from recplat.train.checkpoint import WEIGHTS_FILE, load_weights
-
-    model = task.build_model()
-    if checkpoint_dir is not None:
-        load_weights(model, Path(checkpoint_dir) / WEIGHTS_FILE)
-    model.eval()
-    if export_to is not None:  # the expert other runs integrate: peft adapter + pooler/scorer
+def export_expert(directory: str):
+    """After loading a `method: lora` checkpoint: write the expert other runs integrate (the peft
+    adapter + the pooler/scorer) to `directory`."""
+    def export(model) -> None:
         from recplat.adapters import save_adapter
 
-        save_adapter(model.encoder, export_to)
-        model.head.save(export_to)
-    if use_gpu and torch.cuda.is_available():
-        model.cuda()
-    params = {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-              "total": sum(p.numel() for p in model.parameters())}
-    return task.scores(model, questions), params
+        save_adapter(model.encoder, directory)
+        model.head.save(directory)
+
+    return export
 
 
-def score_remote(task: XCrossTask, checkpoint_dir: str | None, questions: Questions, use_gpu: bool = False,
+def score_remote(task: XCrossTask, checkpoint: str | None, questions: Questions, use_gpu: bool = False,
                  export_to: str | None = None) -> tuple[np.ndarray, dict]:  # fmt: skip
-    import ray
+    """[N, C] scores of the questions under the checkpoint (None: the task's model as built)."""
+    from recplat.eval.checkpoints import score_checkpoint
 
-    remote = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(_score)
-    return ray.get(remote.remote(task, checkpoint_dir, questions, use_gpu, export_to))
+    return score_checkpoint(task, checkpoint, lambda task, model: task.scores(model, questions), use_gpu,
+                            prepare=export_expert(export_to) if export_to is not None else None)
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -323,12 +309,12 @@ def rank_experts(cfg: Config, valid: Questions, test: Questions) -> list[dict]:
     return sorted(rows, key=lambda r: -r["valid"][cfg.xcross.selection_metric])
 
 
-def run(cfg: Config) -> dict:
+def run(cfg: Config) -> RunSummary:
     import time
 
-    from recplat.eval.metrics import parse_metric
+    from recplat.eval.checkpoints import checkpoint_uri
     from recplat.eval.results import evaluate_ranks
-    from recplat.eval.significance import paired_t_test
+    from recplat.eval.significance import compare_metric, compare_with_run
     from recplat.runtime import init_ray
     from recplat.storage import write_json_atomic
     from recplat.train.launch import fit
@@ -368,7 +354,7 @@ def run(cfg: Config) -> dict:
         import ray.data
 
         result = fit(task, train, ray.data.from_arrow(train_table))
-        checkpoint = result.best_checkpoint.path
+        checkpoint = checkpoint_uri(result.best_checkpoint)
         export = str(out / ADAPTER_DIR) if cfg.method == "lora" and repeat == 0 else None
         scores, params = score_remote(task, checkpoint, test, cfg.train.use_gpu, export_to=export)
         ranks = ranks_of(scores, test.label)
@@ -394,22 +380,18 @@ def run(cfg: Config) -> dict:
     ours = np.concatenate(all_ranks)
     for r in ranked:
         theirs = np.tile(r["test_ranks"], cfg.data.repeats)
-        for m in metric_names:
-            spec = parse_metric(m)
-            t = paired_t_test(spec.per_example(ours), spec.per_example(theirs))
-            tests.append({"against": f"zero-shot {r['expert']}", "metric": m, "ours": float(spec.per_example(ours).mean()),
-                          "theirs": float(spec.per_example(theirs).mean()), "p": t.p})
+        tests += [{"against": f"zero-shot {r['expert']}", "metric": m, **compare_metric(ours, theirs, m)}
+                  for m in metric_names]
     if cfg.eval.compare_with:
-        from recplat.recipes.ranking_task import compare_results
-
         for ref in cfg.eval.compare_with:
             ref.summary("eval.compare_with")
-            for row in compare_results(results, ref.run_dir):
+            for row in compare_with_run(results, ref.run_dir):
                 if row["group"] == "all":
                     tests += [{"against": expert_name(ref), "metric": m, **row[m]} for m in metric_names if m in row]
     summary["significance"] = tests
     write_json_atomic(out / "test" / "significance.json", tests)
-    write_json_atomic(out / "summary.json", summary)
+    summary = RunSummary.model_validate(summary)
+    summary.write(out)
     print(f"\nxcross ({cfg.method}): test results ({len(test):,} questions"
           + (f" x {cfg.data.repeats} repeats" if cfg.data.repeats > 1 else "") + f")\n{results.format_table()}",
           flush=True)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recplat.runs import RunSummary
+
 P_THRESHOLD = 0.05
 METRIC = "hit@1"
 
@@ -35,7 +37,7 @@ def _runs(record: dict, run_dir: Path) -> list[dict]:
         ranks = pq.read_table(Path(run_dir) / sub / "test" / "ranks.parquet")
         domains = sorted(set(ranks.column("target_domain").to_pylist()))
         out.append({"method": config["method"], "size": size, "domain": "/".join(domains), "ranks": ranks,
-                    "summary": entry["summary"]})
+                    "summary": RunSummary.coerce(entry["summary"])})
     return out
 
 
@@ -66,7 +68,7 @@ def data_limited_table(record: dict, run_dir: str | Path) -> dict[str, dict]:
             row["xcross"].append(float(hx.mean()))
             row["lora"].append(float(hl.mean()))
             row["p"].append(paired_t_test(hx, hl[paired]).p if len(hx) > 1 else None)
-        zero_shot = sizes[grid[0]]["xcross"]["summary"].get("zero_shot") or []
+        zero_shot = sizes[grid[0]]["xcross"]["summary"].zero_shot or []
         row["reference"] = zero_shot[0]["test"][METRIC] if zero_shot else None
         better = [s for s, x, l, p in zip(grid, row["xcross"], row["lora"], row["p"])
                   if x > l and p is not None and p < P_THRESHOLD]

@@ -22,6 +22,7 @@ from typing import Iterable
 
 from recplat.errors import ConfigError
 from recplat.report.data_limited import TABLE3_COLUMNS, data_limited_table, write_curves
+from recplat.runs import RUN_FILE, RunSummary
 
 PAPER_SCALE = {"llmrec": 100.0, "xcross": 100.0, "molorec": 1.0, "cprec": 1.0}  # our fractions -> paper unit
 OVERALL = "all"
@@ -68,8 +69,9 @@ def our_numbers(record: dict, run_dir: Path, extra_metrics: set[str] = frozenset
                 domain = f"{r['group']}={r['value']}"
             for m in metrics["metrics"]:
                 rows.append(Row(entry["variant"], domain, m, None if r[m] is None else r[m] * scale))
-        seconds = entry["summary"].get("seconds", {}).get("train")
-        if "train_hours" in extra_metrics and entry["summary"].get("mode") != "evaluate" and seconds is not None:
+        summary = RunSummary.coerce(entry["summary"])
+        seconds = summary.seconds.get("train")
+        if "train_hours" in extra_metrics and summary.mode != "evaluate" and seconds is not None:
             rows.append(Row(entry["variant"], OVERALL, "train_hours", seconds / 3600))
     return rows
 
@@ -145,7 +147,8 @@ def write_plots(rows: list[Row], record: dict, directory: Path) -> list[str]:
                      ylabel=unit, percent=False)
         files.append("bars.png")
     if sweep:
-        params = {e["variant"]: (e["summary"].get("params") or {}).get("trainable") for e in record["runs"].values()}
+        params = {e["variant"]: (RunSummary.coerce(e["summary"]).params or {}).get("trainable")
+                  for e in record["runs"].values()}
         by_params = all(params.values()) and len(set(params.values())) == len(params)
         x = {v: params[v] if by_params else i for i, v in enumerate(variants)}
         series: dict[str, list[tuple[float, float]]] = {}
@@ -163,7 +166,6 @@ def write_plots(rows: list[Row], record: dict, directory: Path) -> list[str]:
 
 def write_report(run_dir: str | Path) -> tuple[Path, str]:
     """<run_dir>/report/{README.md, bars.png, sweep.png} from run.json; returns (folder, table)."""
-    from recplat.run import RUN_FILE
     from recplat.storage import atomic_dir
 
     run_dir = Path(run_dir)
@@ -177,7 +179,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, str]:
     for domain, row in limited.items():  # X-Cross Table 3: sizes and a gap, already in the paper's unit
         ours += [Row(None, domain, column, row[column]) for column in TABLE3_COLUMNS]
     for entry in record["runs"].values():  # X-Cross: each expert zero-shot on the target (Table 2's "<Domain>-LoRA")
-        for expert in entry["summary"].get("zero_shot") or []:
+        for expert in RunSummary.coerce(entry["summary"]).zero_shot or []:
             ours += [Row(entry["variant"], f"zero-shot {expert['expert']}", m, v * PAPER_SCALE[record["paper"]])
                      for m, v in expert["test"].items()]
     rows = compare_rows(ours, record["paper_numbers"])
@@ -197,15 +199,3 @@ def write_report(run_dir: str | Path) -> tuple[Path, str]:
         (tmp / "README.md").write_text("\n".join(lines), encoding="utf-8")
     return run_dir / REPORT_DIR, table
 
-
-def main(args) -> int:
-    from recplat.catalog import Catalog
-    from recplat.run import default_out
-
-    spec = Catalog().get(args.name)
-    spec.profile(args.profile)
-    run_dir = Path(args.out) if args.out else default_out(spec, args.profile, args.variant)
-    folder, table = write_report(run_dir)
-    print(table)
-    print(f"\nreport: {folder}/README.md")
-    return 0

@@ -1,0 +1,67 @@
+"""Score a trained checkpoint in a Ray task (a GPU one when the job has GPUs): the one helper every
+recipe's test evaluation uses.
+
+A checkpoint is a `ray.train.Checkpoint`, a local directory, or a storage URI (`s3://`, `gs://`):
+its files are read through `Checkpoint.as_directory()`, which hands out a local directory as it is
+and downloads a remote one to a temporary folder, so evaluation works on cluster storage too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+
+def checkpoint_uri(checkpoint) -> str:
+    """A checkpoint's location as one string that `as_checkpoint` reads back: the local path, or
+    `<scheme>://<path>` on remote storage (Checkpoint.path alone has the scheme stripped)."""
+    scheme = checkpoint.filesystem.type_name
+    return checkpoint.path if scheme == "local" else f"{scheme}://{checkpoint.path}"
+
+
+def as_checkpoint(checkpoint):
+    from ray.train import Checkpoint
+
+    return checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint(str(checkpoint))
+
+
+def load_checkpoint_weights(model, checkpoint) -> None:
+    """Load the weights file of a recplat checkpoint (train/checkpoint.py) into `model`."""
+    from recplat.train.checkpoint import WEIGHTS_FILE, load_weights
+
+    with as_checkpoint(checkpoint).as_directory() as directory:
+        load_weights(model, Path(directory) / WEIGHTS_FILE)
+
+
+def parameter_counts(model) -> dict[str, int]:
+    """{"trainable", "total"}: LLM-Rec Fig. 7 plots Recall against the trainable parameters."""
+    from recplat.adapters import count_parameters
+
+    trainable, total = count_parameters(model)
+    return {"trainable": trainable, "total": total}
+
+
+def _score(task, checkpoint, score: Callable, use_gpu: bool, prepare: Callable | None) -> tuple[Any, dict]:
+    import torch
+
+    model = task.build_model()
+    if checkpoint is not None:
+        load_checkpoint_weights(model, checkpoint)
+    model.eval()
+    if prepare is not None:
+        prepare(model)
+    if use_gpu and torch.cuda.is_available():
+        model.cuda()
+    return score(task, model), parameter_counts(model)
+
+
+def score_checkpoint(task, checkpoint, score: Callable, use_gpu: bool = False, num_cpus: float = 1,
+                     prepare: Callable | None = None) -> tuple[Any, dict]:  # fmt: skip
+    """`score(task, model)` for `task.build_model()` with the checkpoint's weights (None: as built),
+    in a Ray task; returns (that result, parameter_counts). `score` gets the task copy that built
+    the model (build_model may set state on it, e.g. tokenized titles). `prepare(model)` runs after
+    loading, on the CPU (e.g. exporting an adapter)."""
+    import ray
+
+    remote = ray.remote(num_cpus=num_cpus, num_gpus=1 if use_gpu else 0)(_score)
+    return ray.get(remote.remote(task, checkpoint, score, use_gpu, prepare))
