@@ -75,3 +75,32 @@ def grouped_bars(values: Mapping[str, Mapping[str, float]], path: str | Path, ti
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     return _save(fig, path)
+
+
+def scatter(series: Mapping[str, Sequence[tuple]], path: str | Path, title: str, xlabel: str = "",
+            ylabel: str = "", logx: bool = False) -> Path:  # fmt: skip
+    """Unconnected points, one colour per named group, e.g. a sweep's objective against one
+    parameter. Non-numeric x values (variant names) are placed on a categorical axis."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    xs_all = [x for points in series.values() for x, _ in points]
+    categories = None
+    if any(not isinstance(x, (int, float)) or isinstance(x, bool) for x in xs_all):
+        categories = list(dict.fromkeys(str(x) for x in xs_all))
+    for name, points in series.items():
+        if points:
+            xs = [categories.index(str(x)) if categories else x for x, _ in points]
+            ax.scatter(xs, [y for _, y in points], s=24, label=name)
+    if categories:
+        ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+    elif logx:
+        ax.set_xscale("log")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if xs_all:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no points recorded", ha="center", va="center", transform=ax.transAxes)
+    return _save(fig, path)

@@ -11,6 +11,8 @@ fits a TorchTrainer) can reuse them.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,20 @@ from recplat.errors import ConfigError, RecplatError
 from recplat.train.config import TrainConfig
 from recplat.train.loop import train_loop
 from recplat.train.task import Task
+
+# Ray Train callbacks added to every run started in the block of `run_callbacks` (a Tune trial's
+# report callback, recplat/tune/trial.py): recipes call `fit` without knowing they run in a trial.
+_RUN_CALLBACKS: contextvars.ContextVar[tuple] = contextvars.ContextVar("recplat_run_callbacks", default=())
+
+
+@contextlib.contextmanager
+def run_callbacks(*callbacks):
+    """Every `fit` (every TorchTrainer built by build_run_config) in the block gets `callbacks`."""
+    token = _RUN_CALLBACKS.set(_RUN_CALLBACKS.get() + tuple(callbacks))
+    try:
+        yield
+    finally:
+        _RUN_CALLBACKS.reset(token)
 
 
 @dataclass
@@ -89,6 +105,7 @@ def build_run_config(cfg: TrainConfig):
         storage_path=cfg.storage_path,
         failure_config=FailureConfig(max_failures=cfg.max_failures),
         checkpoint_config=checkpoint_config,
+        callbacks=list(_RUN_CALLBACKS.get()),
     )
 
 

@@ -1,0 +1,199 @@
+"""`recplat tune JOB`: a catalog profile's search as a Ray Tune experiment of concurrent trials.
+
+    recplat tune llmrec/fig7_lora_rank --profile smoke [--search lora_rank] [--out DIR] [key=value ...]
+    recplat tune llmrec/fig7_lora_rank --profile smoke --resume      # after the driver died
+    ray job submit ... -- recplat tune llmrec/fig7_lora_rank --profile paper --storage s3://bucket/sweeps
+
+The sweep folder (default runs/<job>-<profile>-tune-<search>):
+
+    data/ (<variant>/data/)   the prepared data: prepared once, here, before any trial starts
+    tune/                     Tune's experiment (state, one folder per trial with its results);
+                              with --storage it lives at <storage>/<sweep folder name> instead
+    trials/<trial id>/        each trial's run directory: summary.json, test/, checkpoints/
+    sweep.json                the table (one row per trial), the best trial, its `recplat run` line
+    report/                   sweep.md and the plots (results.py)
+
+Trials run as the cluster's resources allow (bounded by the search's max_concurrent_trials); each
+asks Tune for its search's `resources` and its Ray Train workers for the profile's `resources:`.
+On an autoscaling cluster the pending trials' resource requests are what makes the autoscaler add
+nodes (cluster/README.md). `--resume` restores the experiment (Tuner.restore, resume_errored):
+finished trials keep their results, errored and interrupted ones restart and resume their own
+Ray Train run from its last checkpoint (trial.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from recplat.errors import ConfigError
+from recplat.tune.space import VARIANT_KEY, TuneSearch, grid_search, override_text
+from recplat.tune.trial import SweepContext, run_trial
+
+EXPERIMENT_NAME = "tune"  # the experiment folder under the sweep folder (local storage)
+DEFAULT_SEARCH = "grid"  # the name of the implied search over a profile's sweep/grid
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    spec: object  # recplat.catalog.JobSpec
+    profile: str
+    search_name: str
+    search: TuneSearch
+    out: Path  # absolute
+    overrides: tuple[str, ...]
+    runs: list  # recplat.run.PlannedRun, one per variant the space can pick (data to prepare)
+    max_t: int | None  # the recipe's train.max_steps: ASHA's last step unless the search sets one
+    storage: str | None  # a storage URI for the experiment (None: the sweep folder)
+    catalog: object  # recplat.catalog.Catalog: the trials resolve the job from the same one
+
+    @property
+    def where(self) -> str:
+        return f"{self.spec.path}: profiles.{self.profile}.tune.{self.search_name}"
+
+    @property
+    def experiment_path(self) -> str:
+        if self.storage is None:
+            return str(self.out / EXPERIMENT_NAME)
+        return f"{self.storage.rstrip('/')}/{self.out.name}"
+
+
+def profile_searches(profile) -> dict[str, TuneSearch]:
+    return dict(getattr(profile, "tune", None) or {})
+
+
+def pick_search(spec, profile: str, name: str | None) -> tuple[str, TuneSearch]:
+    """The profile's search called `name` (or its only one); a profile without a `tune:` section
+    runs its sweep/grid as a grid search on the recipe's own validation metric."""
+    prof = spec.profile(profile)
+    searches = profile_searches(prof)
+    if name is not None and name in searches:
+        return name, searches[name]
+    if name is None and len(searches) == 1:
+        return next(iter(searches.items()))
+    if name is None and len(searches) > 1:
+        raise ConfigError(f"{spec.path}: profile {profile} has several searches: pick one with --search "
+                          f"({', '.join(searches)})")
+    if name not in (None, DEFAULT_SEARCH) or not prof.variants():
+        choices = ", ".join(searches) or ("none; its sweep/grid as --search grid" if prof.variants() else "none")
+        raise ConfigError(f"{spec.path}: profile {profile} has no search {name or ''!r} (its searches: {choices})"
+                          if name else f"{spec.path}: profile {profile} has no tune: section and no sweep/grid: "
+                          "nothing to search")
+    return DEFAULT_SEARCH, None  # built in plan_sweep, once the recipe's metric is known
+
+
+def plan_sweep(name: str, profile: str, search_name: str | None = None, out: str | Path | None = None,
+               overrides: list[str] = (), storage: str | None = None, catalog=None) -> SweepPlan:  # fmt: skip
+    """Everything validated before Ray starts: the search, every value of its space applied to the
+    job (errors name the search key and the value), the objective among the validation metrics."""
+    from recplat.catalog import Catalog
+    from recplat.run import plan_job
+    from recplat.runs import run_name
+
+    catalog = catalog or Catalog()
+    spec = catalog.get(name)
+    spec.require_ready()
+    search_name, search = pick_search(spec, profile, search_name)
+    out = Path(out or f"runs/{run_name(name, profile)}-tune-{search_name}").absolute()
+    base = plan_job(name, profile, None, out, list(overrides), catalog, check=False).runs[0].config
+    train = getattr(base, "train", None)
+    if search is None:
+        if train is None or train.metric is None:
+            raise ConfigError(f"{spec.path}: profile {profile}: the recipe reports no validation metric to rank on")
+        search = grid_search([v.name for v in spec.profile(profile).variants()], train.metric, train.mode)
+    plan = SweepPlan(spec, profile, search_name, search, out, tuple(overrides), [], None, storage, catalog)
+    try:
+        search.check_variants([v.name for v in spec.profile(profile).variants()])
+    except ValueError as exc:
+        raise ConfigError(f"{plan.where}.{exc}") from None
+    variants = search.space[VARIANT_KEY].values if VARIANT_KEY in search.space else [None]
+    runs = [_plan_one(plan, catalog, v, []) for v in variants]
+    for key, param in search.space.items():
+        for value in param.values if key != VARIANT_KEY else []:
+            for v in variants:
+                _plan_one(plan, catalog, v, [override_text(key, value)], f"space.{key}: {value!r}")
+    _check_metric(plan, runs)
+    max_t = train.max_steps if train is not None else None
+    if search.scheduler.type == "asha":
+        if train is None or train.eval_every is None:
+            raise ConfigError(f"{plan.where}.scheduler: ASHA acts on validations during training; the recipe "
+                              "validates only at the end (set recipe.train.eval_every)")
+        try:
+            search.build_scheduler(max_t)
+        except ValueError as exc:
+            raise ConfigError(f"{plan.where}.scheduler.{exc}") from None
+    return SweepPlan(spec, profile, search_name, search, out, tuple(overrides), runs, max_t, storage, catalog)
+
+
+def _plan_one(plan: SweepPlan, catalog, variant: str | None, extra: list[str], label: str = ""):
+    from recplat.run import plan_job
+
+    try:
+        return plan_job(plan.spec.name, plan.profile, variant, plan.out, [*plan.overrides, *extra], catalog,
+                        check=not extra).runs[0]  # fmt: skip
+    except ConfigError as exc:
+        raise ConfigError(f"{plan.where}" + (f".{label}" if label else "") + f": {exc}") from None
+
+
+def _check_metric(plan: SweepPlan, runs: list) -> None:
+    """The objective must be a key the training loop reports at every validation."""
+    metric = plan.search.metric
+    for run in runs:
+        cfg = run.config
+        reported = list(getattr(getattr(cfg, "eval", None), "metrics", None) or [])
+        train = getattr(cfg, "train", None)
+        reported += [train.metric] if train is not None and train.metric else []
+        if metric not in reported:
+            raise ConfigError(f"{plan.where}.metric: {metric!r} is not a validation metric of this run "
+                              f"(it validates {', '.join(dict.fromkeys(reported)) or 'nothing'})")
+
+
+def build_tuner(plan: SweepPlan, resume: bool):
+    """A new Tuner, or the restored one (`resume`): nothing already in storage is replaced."""
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    context = SweepContext(plan.spec.name, plan.profile, str(plan.out), plan.overrides, plan.search.metric,
+                           plan.catalog)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=context), dict(plan.search.resources))
+    path = plan.experiment_path
+    exists = tune.Tuner.can_restore(path)
+    if resume:
+        if not exists:
+            raise ConfigError(f"{path}: no sweep to resume there (run it without --resume first)")
+        return tune.Tuner.restore(path, trainable, resume_errored=True)
+    if exists:
+        raise ConfigError(f"{path}: a sweep is already there: continue it with --resume, or pass another --out")
+    search = plan.search
+    tune_config = tune.TuneConfig(
+        metric=search.metric, mode=search.mode, num_samples=search.num_samples,
+        search_alg=BasicVariantGenerator(random_state=search.seed),
+        scheduler=search.build_scheduler(plan.max_t), max_concurrent_trials=search.max_concurrent_trials,
+    )  # fmt: skip
+    storage = plan.storage or str(plan.out)
+    name = plan.out.name if plan.storage else EXPERIMENT_NAME
+    run_config = tune.RunConfig(name=name, storage_path=storage, verbose=1)
+    return tune.Tuner(trainable, param_space=search.param_space(), tune_config=tune_config, run_config=run_config)
+
+
+def run_sweep(plan: SweepPlan, resume: bool = False, address: str | None = None):
+    """Prepare the data once, run (or resume) the experiment, write the table and the plots."""
+    from recplat.run import prepare_run
+    from recplat.runtime import init_ray
+    from recplat.tune.results import sweep_table, write_sweep
+
+    init_ray(address, quiet=False)
+    for data_dir in dict.fromkeys(r.data_dir for r in plan.runs):
+        print(f"[tune] preparing the data in {data_dir}", flush=True)
+        prepare_run(next(r for r in plan.runs if r.data_dir == data_dir))
+    tuner = build_tuner(plan, resume)
+    grid = tuner.fit()
+    table = sweep_table(grid, plan)
+    write_sweep(table, plan)
+    return table
+
+
+def main(args) -> int:
+    plan = plan_sweep(args.name, args.profile, args.search, args.out, args.overrides, storage=args.storage)
+    run_sweep(plan, resume=args.resume, address=args.address)
+    return 0
