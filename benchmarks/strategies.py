@@ -66,7 +66,7 @@ def run_strategy(strategy: str, model: Path, dataset: Path, args) -> dict:
                           storage_path=str(args.workdir / "checkpoints"), name=f"{strategy}-{time.time_ns()}"),
         out=str(args.workdir / "runs" / strategy),
     )  # fmt: skip
-    log = llmrec.run(cfg)["train"]["train_log"]
+    log = llmrec.run(cfg).train["train_log"]
     steady = [p["samples_per_s"] for p in (log[1:] or log)]
     gpu = [p["peak_gpu_gib"] for p in log if "peak_gpu_gib" in p]
     return {"strategy": strategy, "samples_per_s": statistics.median(steady), "peak_gpu_gib": max(gpu, default=None),

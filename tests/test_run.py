@@ -115,3 +115,37 @@ def test_smoke_run_end_to_end_through_the_cli(ray_local, tmp_path, capsys):
     report = out / "report"
     assert sorted(p.name for p in report.iterdir()) == [".recplat", "README.md", "bars.png"]  # the mark: recplat wrote it
     assert "9.13" in (report / "README.md").read_text()
+
+
+def test_help_names_what_it_does(capsys):
+    """Issue #20's help texts: train lists every built recipe, jobs list explains RUNS, prepare names
+    its default preset as the README does, run and report default to the local smoke profile."""
+    from recplat.cli import build_parser
+    from recplat.recipes import RECIPES
+
+    def help_of(*args):
+        with pytest.raises(SystemExit):
+            main([*args, "--help"])
+        return " ".join(capsys.readouterr().out.split())
+
+    assert all(name in help_of("train") for name in RECIPES) and "xcross" in RECIPES
+    assert "RUNS" in help_of("jobs", "list")
+    assert "default: ml100k" in help_of("prepare")
+    assert "smoke (default" in help_of("run")
+    parser = build_parser()
+    assert parser.parse_args(["run", "llmrec/table4_bert"]).profile == "smoke"
+    assert parser.parse_args(["report", "llmrec/table4_bert"]).profile == "smoke"
+
+
+def test_every_recipe_module_is_a_recipe():
+    """Config with data.dataset and out, run -> RunSummary: what `recplat run` relies on."""
+    import importlib
+
+    from recplat.recipes import RECIPES
+
+    for name, entry in RECIPES.items():
+        module = importlib.import_module(entry.module)
+        fields = module.Config.model_fields
+        assert "out" in fields and "dataset" in fields["data"].annotation.model_fields, name
+        assert module.run.__annotations__["return"] in ("RunSummary", "RunSummary | dict") or name == "popularity"
+        assert set(entry.fixed) <= set(fields), name
