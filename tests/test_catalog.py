@@ -186,3 +186,16 @@ def test_cli_jobs_list_and_show(capsys):
     assert "kind: synthetic" in out and "users: 300" in out and "paper:" in out
     assert main(["jobs", "show", "llmrec/tabel4_bert"]) == 2
     assert "did you mean llmrec/table4_bert" in capsys.readouterr().err
+
+
+def test_resources_share_the_train_configs_worker_defaults():
+    """One set of worker defaults, one Resources -> TrainConfig mapping."""
+    from recplat.catalog import TRAIN_KEYS, Resources
+    from recplat.errors import ConfigError
+    from recplat.train.config import TrainConfig
+
+    assert Resources().train_settings() == {k: getattr(TrainConfig(), k) for k in TRAIN_KEYS}
+    gpus = Resources(num_workers=4, use_gpu=True, gpus_per_worker=1, cpus_per_worker=8, strategy="deepspeed")
+    assert TrainConfig(**gpus.train_settings()).num_workers == 4
+    with pytest.raises(ConfigError, match="gpus_per_worker: each Ray Train worker uses one GPU, got 2"):
+        Resources(use_gpu=True, gpus_per_worker=2).train_settings()

@@ -33,6 +33,7 @@ from recplat.config import StrictModel, apply_overrides, load_preset, load_yaml,
 from recplat.data.config import PrepareConfig
 from recplat.errors import ConfigError, RecplatError
 from recplat.runs import run_name
+from recplat.train.config import TrainConfig
 
 PAPERS = ("llmrec", "xcross", "molorec", "cprec")
 PAPER_TITLES = {
@@ -88,13 +89,14 @@ class DataRef(StrictModel):
 
 
 class Resources(StrictModel):
-    """How many Ray Train workers, on what (the recipe turns this into ScalingConfig/TrainConfig)."""
+    """How many Ray Train workers, on what: `train_settings` sets them on the recipe's TrainConfig,
+    whose defaults they share (one set of defaults for the worker settings)."""
 
-    num_workers: int = Field(1, ge=1)
-    use_gpu: bool = False
+    num_workers: int = Field(TrainConfig.model_fields["num_workers"].default, ge=1)
+    use_gpu: bool = TrainConfig.model_fields["use_gpu"].default
     gpus_per_worker: float = Field(0.0, ge=0)
-    cpus_per_worker: float = Field(1.0, gt=0)
-    strategy: Literal["ddp", "deepspeed"] = "ddp"  # deepspeed = ZeRO stage 2
+    cpus_per_worker: float = Field(TrainConfig.model_fields["cpus_per_worker"].default, gt=0)
+    strategy: Literal["ddp", "deepspeed"] = TrainConfig.model_fields["strategy"].default  # deepspeed = ZeRO stage 2
     accelerator_type: str | None = None  # e.g. A100-80G: informational, what the paper used
 
     @model_validator(mode="after")

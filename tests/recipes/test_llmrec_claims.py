@@ -122,7 +122,7 @@ def test_mixed_training_beats_per_domain_training_on_cross_domain_histories(ray_
     out = tmp_path_factory.mktemp("llmrec_fig4_runs")
     summaries = {scope: _run(dataset, scope, out, scope, max_history=FIG4_HISTORY, **FIG4_TRAIN)
                  for scope in ("mixed", "per_domain")}  # fmt: skip
-    assert summaries["mixed"]["test_examples"] == summaries["per_domain"]["test_examples"]
+    assert summaries["mixed"].test_examples == summaries["per_domain"].test_examples
     mixed, single = _ranks(out, "mixed"), _ranks(out, "per_domain")
     keys = ["user", "scope", "position"]
     assert mixed[keys].equals(single[keys])  # the same test examples, in the same order
@@ -142,15 +142,15 @@ def test_mixed_training_beats_per_domain_training_on_cross_domain_histories(ray_
 def test_fault_drill_resumes_to_the_uninterrupted_result(drill_dataset, runs_dir, mixed_run):
     drill = _run(drill_dataset, "mixed", runs_dir, "drill", fail_at_step=FAIL_AT, max_failures=1)
     assert (runs_dir / "checkpoints" / "drill" / f".recplat_failed_at_step_{FAIL_AT}").exists()  # it failed once
-    assert drill["train"]["resumed_from"] == RESUMES_FROM and mixed_run["train"]["resumed_from"] is None
+    assert drill.train["resumed_from"] == RESUMES_FROM and mixed_run.train["resumed_from"] is None
     # Exact equality: the resumed workers restore weights, optimizer, schedule, every rank's RNG
     # (LoRA and MiniLM dropout) and the position in the data, and run the same float operations.
-    assert drill["train"]["history"] == mixed_run["train"]["history"]
-    assert drill["train"]["best_step"] == mixed_run["train"]["best_step"]
-    assert drill["overall"] == mixed_run["overall"]
+    assert drill.train["history"] == mixed_run.train["history"]
+    assert drill.train["best_step"] == mixed_run.train["best_step"]
+    assert drill.overall == mixed_run.overall
     assert np.array_equal(_ranks(runs_dir, "drill")["rank"], _ranks(runs_dir, "mixed")["rank"])
-    ours = load_file(str(Path(drill["best_checkpoint"]) / "model.safetensors"))
-    reference = load_file(str(Path(mixed_run["best_checkpoint"]) / "model.safetensors"))
+    ours = load_file(str(Path(drill.best_checkpoint) / "model.safetensors"))
+    reference = load_file(str(Path(mixed_run.best_checkpoint) / "model.safetensors"))
     assert ours.keys() == reference.keys() and ours
     for name in ours:
         assert torch.equal(ours[name], reference[name]), name

@@ -67,11 +67,12 @@ def synthetic_dataset(ray_local, tmp_path_factory):
 def test_llmrec_and_sasrec_beat_popularity(synthetic_dataset, tmp_path):
     from recplat.recipes import id_baseline, llmrec, popularity
     from recplat.recipes.ranking_task import RankingData, RankingEvalConfig
+    from recplat.runs import RunSummary
     from recplat.train.config import TrainConfig
 
     data = RankingData(dataset=str(synthetic_dataset), negatives=5)
     evaluation = RankingEvalConfig(metrics=["recall@1", "recall@10", "ndcg@10"], valid_ratio=0.3)
-    pop = popularity.run(popularity.Config(data=data, eval=evaluation, out=str(tmp_path / "pop")))
+    pop = RunSummary.coerce(popularity.run(popularity.Config(data=data, eval=evaluation, out=str(tmp_path / "pop"))))
     llm = llmrec.run(llmrec.Config(
         data=data, eval=evaluation, finetune=llmrec.Finetune(method="lora", rank=8, alpha=16, dropout=0.0),
         train=TrainConfig(num_workers=2, micro_batch_size=8, lr=1e-3, max_steps=40, eval_every=20,
@@ -82,12 +83,12 @@ def test_llmrec_and_sasrec_beat_popularity(synthetic_dataset, tmp_path):
         train=TrainConfig(num_workers=2, micro_batch_size=32, lr=3e-3, max_steps=150, eval_every=75,
                           metric="recall@10", mode="max", storage_path=str(tmp_path / "ckpt"), name="sas"),
         out=str(tmp_path / "sas")))
-    print({k: v["overall"] for k, v in {"pop": pop, "llm": llm, "sas": sas}.items()})
+    print({k: v.overall for k, v in {"pop": pop, "llm": llm, "sas": sas}.items()})
     # planted topics make the next item predictable from the history's titles and ids
-    assert llm["overall"]["recall@10"] > pop["overall"]["recall@10"] + 0.05
-    assert sas["overall"]["recall@10"] > pop["overall"]["recall@10"] + 0.05
+    assert llm.overall["recall@10"] > pop.overall["recall@10"] + 0.05
+    assert sas.overall["recall@10"] > pop.overall["recall@10"] + 0.05
     # results on disk: per-example ranks and the metrics tables
     metrics = json.loads((tmp_path / "llm" / "test" / "metrics.json").read_text())
     assert metrics and (tmp_path / "llm" / "test" / "ranks.parquet").exists()
-    losses = [p["train_loss"] for p in llm["train"]["train_log"]]
+    losses = [p["train_loss"] for p in llm.train["train_log"]]
     assert losses[-1] < losses[0]

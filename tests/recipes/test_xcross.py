@@ -109,8 +109,8 @@ def test_experts_beat_random_and_xcross_beats_pooler_scorer(tmp_path):
         summary = run(recipe("lora", data[d], tmp_path / f"lora_{d}", steps=60))
         experts[d] = summary
         # 30 choices: a random scorer has Hit@1 = 1/30 and MRR ~ 0.13
-        assert summary["overall"]["hit@1"] > 3 / 30, (d, summary["overall"])
-        assert summary["overall"]["mrr"] > 0.25, (d, summary["overall"])
+        assert summary.overall["hit@1"] > 3 / 30, (d, summary.overall)
+        assert summary.overall["mrr"] > 0.25, (d, summary.overall)
     refs = [{"run_dir": str(tmp_path / f"lora_{d}")} for d in ("Movies", "Music")]
     # the integrator at the spec's placeholder lr 1e-4, the copied pooler/scorer at the baseline's
     # 3e-3: with W at 3e-3 too, Adam's first steps move z = W h by several units and X-Cross falls
@@ -118,8 +118,8 @@ def test_experts_beat_random_and_xcross_beats_pooler_scorer(tmp_path):
     xcross = run(recipe("xcross", data["Books"], tmp_path / "xcross", steps=60, xcross__experts=refs,
                         train__lr_overrides={"integrator": 1e-4}))
     pooler = run(recipe("pooler_scorer", data["Books"], tmp_path / "pooler", steps=60, xcross__experts=refs))
-    print({"experts": {d: s["overall"] for d, s in experts.items()}, "xcross": xcross["overall"],
-           "pooler_scorer": pooler["overall"], "zero_shot": xcross["zero_shot"]})
-    assert xcross["sources"] and pooler["sources"][0] == xcross["sources"][0]  # both start from the best expert
-    assert xcross["overall"]["mrr"] > pooler["overall"]["mrr"]
-    assert xcross["overall"]["hit@1"] >= pooler["overall"]["hit@1"]
+    print({"experts": {d: s.overall for d, s in experts.items()}, "xcross": xcross.overall,
+           "pooler_scorer": pooler.overall, "zero_shot": xcross.zero_shot})
+    assert xcross.sources and pooler.sources[0] == xcross.sources[0]  # both start from the best expert
+    assert xcross.overall["mrr"] > pooler.overall["mrr"]
+    assert xcross.overall["hit@1"] >= pooler.overall["hit@1"]
