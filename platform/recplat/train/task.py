@@ -35,8 +35,9 @@ class Task:
 
         Called on every rank at the same steps, with the unwrapped module in eval mode under
         `torch.no_grad()`; rank 0's answer is broadcast, so early stopping and checkpoint ranking
-        agree across ranks. Do not call collectives here. The module is on the training device:
-        take it from `next(model.parameters()).device`.
+        agree across ranks. Collectives only as every rank makes them: to split the examples
+        across ranks and add up, see train/sharded_validation.py. The module is on the training
+        device: take it from `next(model.parameters()).device`.
         """
         return {}
 
