@@ -32,6 +32,7 @@ class PreparedDataset:
             raise DataError(
                 f"{path} is not a prepared dataset (no manifest.json): run `recplat prepare --out {path}` first"
             )
+        writer.check_parquet_files(path)  # a truncated file is named here, not deep in a Ray worker
         return cls(path)
 
     @cached_property
@@ -40,9 +41,7 @@ class PreparedDataset:
 
     @cached_property
     def items(self) -> pa.Table:
-        import pyarrow.parquet as pq
-
-        return pq.read_table(self.path / "items.parquet")
+        return writer.read_parquet_file(self.path / "items.parquet")
 
     @property
     def num_items(self) -> int:

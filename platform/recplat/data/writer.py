@@ -87,7 +87,35 @@ def write_by_bucket(
 def read_table_dir(path: str | Path) -> pa.Table:
     """All part files of one table directory, concatenated in bucket order."""
     parts = sorted(Path(path).glob("part-*.parquet"))
-    return pa.concat_tables([pq.read_table(p) for p in parts]) if parts else pa.table({})
+    return pa.concat_tables([read_parquet_file(p) for p in parts]) if parts else pa.table({})
+
+
+def read_parquet_file(path: str | Path, **kwargs) -> pa.Table:
+    """pq.read_table, with an unreadable file (truncated, not Parquet) named in a DataError."""
+    try:
+        return pq.read_table(path, **kwargs)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def check_parquet_files(root: str | Path) -> int:
+    """Read the footer of every Parquet file under `root` (cheap: no data pages); a truncated or
+    overwritten file is a DataError naming it, before any worker reads it. Returns the count."""
+    files = sorted(Path(root).rglob("*.parquet"))
+    for path in files:
+        try:
+            pq.read_metadata(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise _unreadable(path, exc) from None
+    return len(files)
+
+
+def _unreadable(path, exc: Exception):
+    from recplat.errors import DataError
+
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return DataError(f"{path}: not a readable Parquet file ({detail}); was it truncated? Prepare the dataset again "
+                     "(`recplat prepare --overwrite`)")
 
 
 def bucket_column(users: pa.Array | pa.ChunkedArray, num_partitions: int) -> pa.Array:
