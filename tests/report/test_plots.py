@@ -22,3 +22,25 @@ def test_curves_without_points_draw_a_note_not_an_empty_legend(tmp_path):
         warnings.simplefilter("error")  # matplotlib warns "No artists with labels" on an empty legend
         path = curves({"llmrec": []}, tmp_path / "loss.png", "loss")
     assert path.read_bytes()[:8] == PNG
+
+
+def test_curves_draw_labelled_reference_lines_and_start_y_at_zero():
+    from recplat.report.plots import curves_figure
+
+    fig = curves_figure({"LLM-Rec": [(0, 0.15), (30, 0.17), (60, 0.21)]}, "Validation recall@10",
+                        references={"random ranking": 0.099, "popularity": 0.32, "missing": None})
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"LLM-Rec", "random ranking (0.099)", "popularity (0.32)"}  # None: not drawn
+    assert list(lines["popularity (0.32)"].get_ydata()) == [0.32, 0.32]  # horizontal, at its value
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > 0.32
+    assert ax.get_title() == "Validation recall@10"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(lines)
+
+
+def test_a_reference_line_alone_still_gets_a_legend_and_the_empty_note():
+    from recplat.report.plots import curves_figure
+
+    ax = curves_figure({"LLM-Rec": []}, "Training loss", references={"chance level ln(1+S)": 2.398}).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["chance level ln(1+S) (2.4)"]
+    assert any(t.get_text() == "no points recorded" for t in ax.texts)

@@ -33,25 +33,41 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def curves(series: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str,
-           xlabel: str = "step", ylabel: str = "", logx: bool = False) -> Path:  # fmt: skip
-    """One line per named series of (x, y) points, e.g. training loss per step for each model."""
+           xlabel: str = "step", ylabel: str = "", logx: bool = False,
+           references: Mapping[str, float] | None = None) -> Path:  # fmt: skip
+    """`curves_figure` written to `path` as a PNG."""
+    return _save(curves_figure(series, title, xlabel, ylabel, logx, references), path)
+
+
+def curves_figure(series: Mapping[str, Sequence[tuple[float, float]]], title: str, xlabel: str = "step",
+                  ylabel: str = "", logx: bool = False, references: Mapping[str, float] | None = None):  # fmt: skip
+    """One line per named series of (x, y) points, e.g. training loss per step for each model.
+
+    `references` are horizontal dashed lines a reader measures the curves against (a random
+    ranking, a popularity baseline, the chance-level loss), each labelled with its value. The y
+    axis starts at 0 so that distances between lines read as proportions.
+    """
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for name, points in series.items():
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, marker="o" if len(points) < 20 else None, markersize=3, label=name)
+    drawn = [(name, value) for name, value in (references or {}).items() if value is not None]
+    for i, (name, value) in enumerate(drawn):
+        ax.axhline(value, color="0.35", linestyle=("--", ":", "-.")[i % 3], linewidth=1, label=f"{name} ({value:.3g})")
     if logx:
         ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    if any(series.values()):
-        ax.legend()
-    else:  # e.g. a run stopped before its first logged step: say so rather than draw empty axes
+    if any(series.values()) or drawn:
+        ax.legend(fontsize=8)
+    if not any(series.values()):  # e.g. a run stopped before its first logged step: say so
         ax.text(0.5, 0.5, "no points recorded", ha="center", va="center", transform=ax.transAxes)
-    return _save(fig, path)
+    return fig
 
 
 def grouped_bars(values: Mapping[str, Mapping[str, float]], path: str | Path, title: str, ylabel: str = "",
