@@ -17,13 +17,16 @@ from recplat.cli import main
 from recplat.runtime import free_loopback_port
 from recplat.submit import (
     EXCLUDES,
+    PLAIN_HTTP_OPT_IN,
     SubmitError,
     build_runtime_env,
     connect,
     follow_job,
+    job_entrypoint,
     normalise_address,
     project_root,
     submit_entrypoint,
+    upload_listing,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,9 +91,79 @@ def test_cli_submit_unreachable_and_planned(capsys):
 def test_cli_submit_dry_run(capsys):
     code = main(["submit", "llmrec/table5_opt_fpft", "recipe.train.lr=1e-4", "--variant", "1.3b", "--dry-run"])
     assert code == 0
-    out = capsys.readouterr().out
-    assert "entrypoint: recplat run llmrec/table5_opt_fpft --profile paper --variant 1.3b recipe.train.lr=1e-4" in out
-    assert "- .git" in out and "working_dir: " in out
+    captured = capsys.readouterr()
+    assert ("entrypoint: recplat run llmrec/table5_opt_fpft --profile paper --variant 1.3b "
+            "--out '~/recplat-runs/llmrec-table5_opt_fpft-paper-1.3b' recipe.train.lr=1e-4") in captured.out
+    assert "- .git" in captured.out and "working_dir: " in captured.out
+    # what is uploaded, counted by Ray's own packager walk
+    line = next(x for x in captured.err.splitlines() if "uploading" in x)
+    files = upload_listing(build_runtime_env())
+    assert f": {len(files)} files, {sum(size for _, size in files) / 2**20:.1f} MiB" in line
+    assert 100 < len(files) < 5000 and any(name == "platform/recplat/submit.py" for name, _ in files)
+
+
+SECRETS = [".env", ".env.production", ".ray/auth_token", "credentials.json", "secrets/db_password.txt",
+           "cluster/deploy.pem", "tls.key", "id_rsa", "id_rsa.pub", "keys/id_ed25519", ".aws/credentials",
+           ".netrc", "platform/.env"]
+
+
+def test_secrets_are_never_uploaded_even_untracked(tmp_path):
+    """Ray's real packager (the zip it uploads), on a checkout holding untracked secrets."""
+    from zipfile import ZipFile
+
+    from ray._private.runtime_env.packaging import create_package
+
+    (tmp_path / "platform" / "recplat").mkdir(parents=True)
+    (tmp_path / "platform" / "recplat" / "__init__.py").write_text("")
+    (tmp_path / "train.py").write_text("print('hi')")
+    for name in SECRETS:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("s3cr3t")
+    env = build_runtime_env(tmp_path)
+    zipped = tmp_path.parent / f"{tmp_path.name}.zip"
+    create_package(env["working_dir"], zipped, include_gitignore=True, excludes=env["excludes"])
+    with ZipFile(zipped) as archive:
+        uploaded = sorted(n for n in archive.namelist() if not n.endswith("/"))
+    assert uploaded == ["platform/recplat/__init__.py", "train.py"]
+    assert [name for name, _ in upload_listing(env)] == uploaded  # what `recplat submit` prints
+
+
+def test_a_token_never_goes_over_plain_http_to_a_remote_host(monkeypatch, capsys):
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "t0ken")
+    monkeypatch.delenv(PLAIN_HTTP_OPT_IN, raising=False)
+    remote = "http://192.0.2.10:8265"  # TEST-NET-1: never routed
+    with pytest.raises(SubmitError, match="refusing to send the Ray auth token over plain HTTP"):
+        connect(remote, timeout=0.5)
+    for fine in ("https://192.0.2.10:8265", f"http://127.0.0.1:{free_loopback_port()}", "http://localhost:1"):
+        with pytest.raises(SubmitError, match="cannot reach"):  # allowed through to the connection attempt
+            connect(fine, timeout=0.5)
+    assert main(["submit", "llmrec/table4_bert", "--profile", "smoke", "--address", remote]) == 2
+    assert "refusing to send the Ray auth token over plain HTTP to a remote host" in capsys.readouterr().err
+    # opted in: a warning, then the connection attempt
+    assert main(["submit", "llmrec/table4_bert", "--profile", "smoke", "--address", remote,
+                 "--allow-plain-http"]) == 2
+    err = capsys.readouterr().err
+    assert "warning: sending the Ray auth token over plain HTTP to 192.0.2.10" in err and "cannot reach" in err
+    monkeypatch.delenv(PLAIN_HTTP_OPT_IN)
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with pytest.raises(SubmitError, match="cannot reach"):  # no token: nothing to protect
+        connect(remote, timeout=0.5)
+
+
+def test_results_go_to_an_explicit_storage_root_on_the_head(tmp_path, monkeypatch):
+    entry, out = job_entrypoint("llmrec/table4_bert", "paper", None, ["a.b=1"], "~/recplat-runs")
+    assert out == "~/recplat-runs/llmrec-table4_bert-paper"
+    assert entry == "recplat run llmrec/table4_bert --profile paper --out '~/recplat-runs/llmrec-table4_bert-paper' a.b=1"
+    # `recplat run` puts `~` at the head's home (not the job's working directory, Ray's package cache)
+    from recplat.run import plan_job
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert plan_job("llmrec/table4_bert", "smoke", out=out).out == tmp_path / "recplat-runs/llmrec-table4_bert-paper"
+    entry, out = job_entrypoint("llmrec/table4_bert", "smoke", None, [], "/mnt/shared runs/")
+    assert out == "/mnt/shared runs/llmrec-table4_bert-smoke" and "--out '/mnt/shared runs/llmrec-table4_bert-smoke'" in entry
+    with pytest.raises(SubmitError, match="folder on the head node"):
+        job_entrypoint("llmrec/table4_bert", "paper", None, [], "s3://bucket/runs")
 
 
 # --- end to end: a local head node with token authentication --------------------------------------
@@ -167,13 +240,15 @@ def _kill_leftovers(temp_dir: str) -> None:
 @pytest.mark.timeout(600)
 def test_submit_to_a_local_cluster_end_to_end(ray_head, tmp_path):
     address = ray_head["address"]
-    out_api, out_cli = tmp_path / "out_api", tmp_path / "out_cli"
+    out_api, out_cli = tmp_path / "root" / "llmrec-table4_sasrec-smoke", tmp_path / "out_cli"
     # the cheapest ready smoke job (SASRec, ~45 s in-process here), a few steps
     run = ["recplat", "run", "llmrec/table4_sasrec", "--profile", "smoke", "--out"]
     steps = ["recipe.train.max_steps=4", "recipe.train.eval_every=2"]
-    # 1. the helper behind `recplat submit`
+    # 1. the helpers behind `recplat submit`: the results land under the storage root, not in the
+    # job's working directory (Ray's package cache)
+    entrypoint, _ = job_entrypoint("llmrec/table4_sasrec", "smoke", None, steps, str(tmp_path / "root"))
     job_id = submit_entrypoint(
-        [*run, str(out_api), *steps], address,
+        entrypoint, address,
         runtime_env=build_runtime_env(), submission_id=f"recplat-e2e-{secrets.token_hex(3)}",
     )  # fmt: skip
     status = follow_job(address, job_id, out=open(os.devnull, "w"), timeout=300)

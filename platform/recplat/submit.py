@@ -6,7 +6,10 @@
 
 The runtime_env uploads this checkout (the working_dir) without the paths Ray should never ship:
 `.git`, virtual environments, data, checkpoints and outputs (Ray caps a working_dir upload at a few
-hundred MB). The job imports the uploaded source (`PYTHONPATH=platform`); its dependencies come from
+hundred MB), and secrets (`.env`, `.ray/auth_token`, credentials, keys), untracked or not;
+`describe_upload` says what goes (files, MiB). The run writes into `--out <storage root>/<run name>` on
+the head (`job_entrypoint`), never into the uploaded copy, which Ray deletes with its package cache.
+A token goes over plain http:// only to loopback (a tunnel) unless the user opts in. The job imports the uploaded source (`PYTHONPATH=platform`); its dependencies come from
 the cluster image (cluster/ setup commands install them) or, with `pip=True`, from the pinned
 requirements of pyproject.toml. `cluster/runtime_env.yaml` is the same runtime_env for the plain
 `ray job submit --runtime-env` command (a test keeps the two equal).
@@ -46,7 +49,26 @@ EXCLUDES = [
     "**/__pycache__",
     ".pytest_cache",
     ".torch_extensions",
+    # secrets, wherever they are: Ray's packager uploads every untracked file that is not excluded
+    ".env",
+    ".env.*",
+    ".ray",
+    ".aws",
+    ".ssh",
+    ".netrc",
+    ".git-credentials",
+    "credentials.json",
+    "secrets",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "id_rsa*",
+    "id_ed25519*",
+    "id_ecdsa*",
+    "kubeconfig",
 ]
+DEFAULT_STORAGE_ROOT = "~/recplat-runs"  # on the cluster's head node (the driver runs there)
+PLAIN_HTTP_OPT_IN = "RECPLAT_ALLOW_PLAIN_HTTP"  # =1: send the token over http:// to a remote host anyway
 ENV_VARS = {"PYTHONPATH": "platform", "RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false"}
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -89,6 +111,80 @@ def build_runtime_env(
     return env
 
 
+def upload_listing(runtime_env: dict[str, Any]) -> list[tuple[str, int]]:
+    """(relative path, bytes) of every file Ray's packager will upload for `runtime_env`'s
+    working_dir: its own walk, with the same excludes and .gitignore / .rayignore files."""
+    from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
+
+    root = Path(runtime_env["working_dir"]).resolve()
+    files: list[tuple[str, int]] = []
+
+    def visit(path: Path) -> None:
+        if path.is_file():
+            files.append((path.relative_to(root).as_posix(), path.stat().st_size))
+
+    include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
+    _dir_travel(root, [_get_excludes(root, runtime_env.get("excludes", []))], visit, include_gitignore=include_gitignore)
+    return sorted(files)
+
+
+def describe_upload(runtime_env: dict[str, Any]) -> str:
+    """One line: what the job uploads (files, size, the biggest file)."""
+    files = upload_listing(runtime_env)
+    total = sum(size for _, size in files)
+    biggest = max(files, key=lambda f: f[1], default=("-", 0))
+    return (f"uploading {runtime_env['working_dir']}: {len(files)} files, {total / 2**20:.1f} MiB "
+            f"(largest {biggest[0]}, {biggest[1] / 2**20:.1f} MiB; excluded: {', '.join(runtime_env.get('excludes', []))})")
+
+
+def job_entrypoint(name: str, profile: str, variant: str | None, overrides: list[str],
+                   storage_root: str = DEFAULT_STORAGE_ROOT) -> tuple[str, str]:  # fmt: skip
+    """The shell command of a catalog job's Ray job and its run folder on the cluster:
+    `recplat run NAME --profile P [--variant V] --out ROOT/<run name> [overrides]`. The run writes its
+    data, checkpoints and run.json there, not in Ray's package cache (the job's working directory,
+    which Ray deletes). `recplat run` expands a leading `~` to the head's home."""
+    from recplat.catalog import Catalog
+    from recplat.run import default_out
+
+    if "://" in storage_root:
+        raise SubmitError(f"--storage-root {storage_root}: give a folder on the head node (bucket roots are not "
+                          "supported for the run folder; set recipe.train.storage_path for checkpoints)")
+    out = f"{storage_root.rstrip('/')}/{default_out(Catalog().get(name), profile, variant).name}"
+    command = ["recplat", "run", name, "--profile", profile] + (["--variant", variant] if variant else [])
+    return shlex.join([*command, "--out", out, *overrides]), out
+
+
+def check_transport(address: str, sends_token: bool) -> None:
+    """A bearer token over plain http:// is readable by anyone on the path: refuse it unless the
+    host is this machine (an SSH tunnel / port-forward ends on loopback) or the user opted in."""
+    import ipaddress
+
+    url = urlparse(address)
+    if not sends_token or url.scheme != "http":
+        return
+    host = url.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return
+    if os.environ.get(PLAIN_HTTP_OPT_IN) == "1":
+        print(f"recplat: warning: sending the Ray auth token over plain HTTP to {host} ({PLAIN_HTTP_OPT_IN}=1)",
+              file=sys.stderr)
+        return
+    raise SubmitError(
+        f"address {address}: refusing to send the Ray auth token over plain HTTP to a remote host; use https://, "
+        f"or a tunnel to loopback (`ray dashboard cluster/aws.yaml`, `kubectl port-forward`) and "
+        f"http://127.0.0.1:8265, or pass --allow-plain-http ({PLAIN_HTTP_OPT_IN}=1) if the network is trusted"
+    )
+
+
+def sends_token() -> bool:
+    """Whether a client here sends a token: ours (RAY_AUTH_TOKEN) or Ray's own (RAY_AUTH_MODE=token)."""
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+
+
 def normalise_address(address: str | None) -> str:
     """`--address`, else RAY_API_SERVER_ADDRESS / RAY_ADDRESS, as an http(s) URL of the job server."""
     address = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
@@ -125,6 +221,7 @@ def connect(address: str | None, timeout: float = DEFAULT_CONNECT_TIMEOUT):
     from ray.job_submission import JobSubmissionClient
 
     address = normalise_address(address)
+    check_transport(address, sends_token())
     check_reachable(address, timeout)
     # An explicit RAY_AUTH_TOKEN goes into the header ourselves: Ray's token loader is a per-process
     # singleton, so a process that already ran a local Ray would otherwise send that Ray's token.
