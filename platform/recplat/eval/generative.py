@@ -1,0 +1,188 @@
+"""Generative evaluation: greedy answers, parsed into titles, matched exactly against the stored
+candidates, scored as ranks (MoLoRec spec §3.7; LLaRA/CPRec §4.1 with `answer_format="single"`).
+
+Scoring is pure, so it is tested on hand-made outputs:
+
+    score_output("Comb||Gel||Soap", target="Gel", candidates=["Comb", "Gel", "Soap"])
+    # -> OutputScore(rank=2, items=3, valid_items=3, unparseable=False, invalid=False)
+
+- `ranked_list` (MoLoRec): the decoded text split on the separator ("||"), each piece stripped;
+  the separator is found in the TEXT, never as a token id (tokenizers merge "||" with neighbours).
+  rank = 1-based position of the target's first occurrence in that list (the authors' metrics.py);
+- `single` (LLaRA's calculate_hr1): the first line; valid iff exactly one candidate title occurs
+  in it, case-insensitively; rank 1 when that title is the target.
+
+A target not found gets rank `max(len(items), len(candidates)) + 1`: HR@k and NDCG@k are 0 for
+every k up to the candidate count. An output is *unparseable* when none of its items is a
+candidate (nothing to rank), *invalid* when any item is not a candidate or repeats one (ranked
+list) or when it does not name exactly one candidate (single).
+
+`generative_results` turns the scores into the ranking evaluator's results (eval/results.py:
+ranks.parquet with the outputs beside the ranks, metrics.json), each result row carrying the
+shares of unparseable and invalid outputs.
+
+Generation is greedy with the KV cache (`model.generate(do_sample=False)`) on left-padded batches
+(`generate_greedy`); `generate_sharded` spreads the prompts over a pool of model actors with Ray
+Data `map_batches` (one GPU each on a cluster, CPUs locally), so a test split is generated once,
+not on every rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from recplat.errors import DataError
+
+AnswerFormat = Literal["ranked_list", "single"]
+OUTPUT_COLUMNS = ("output", "items", "valid_items", "unparseable", "invalid")
+
+
+@dataclass(frozen=True)
+class OutputScore:
+    rank: int  # 1-based; max(items, candidates) + 1 when the target was not named
+    items: int  # titles parsed from the output
+    valid_items: int  # of which distinct stored candidates
+    unparseable: bool  # no candidate named at all
+    invalid: bool  # a non-candidate or repeated title (ranked_list); not exactly one candidate (single)
+
+
+def parse_ranked_titles(text: str, separator: str = "||") -> list[str]:
+    """The non-empty, stripped pieces of `text` between separators, in order."""
+    return [piece.strip() for piece in text.split(separator) if piece.strip()]
+
+
+def score_output(text: str, target: str, candidates: Sequence[str], separator: str = "||",
+                 answer_format: AnswerFormat = "ranked_list") -> OutputScore:  # fmt: skip
+    """Score one generated answer against its target and stored candidate titles (target included)."""
+    if answer_format == "single":
+        return _score_single(text, target, candidates)
+    items = parse_ranked_titles(text, separator)
+    pool = set(candidates)
+    distinct = list(dict.fromkeys(item for item in items if item in pool))
+    rank = items.index(target) + 1 if target in items else max(len(items), len(candidates)) + 1
+    return OutputScore(rank=rank, items=len(items), valid_items=len(distinct), unparseable=not distinct,
+                       invalid=len(distinct) != len(items))
+
+
+def _score_single(text: str, target: str, candidates: Sequence[str]) -> OutputScore:
+    lines = text.strip().splitlines()
+    first = lines[0].lower() if lines else ""
+    named = [c for c in dict.fromkeys(candidates) if c.lower() in first]
+    hit = len(named) == 1 and named[0] == target
+    return OutputScore(rank=1 if hit else len(candidates) + 1, items=len(named), valid_items=len(named),
+                       unparseable=not named, invalid=len(named) != 1)
+
+
+def score_outputs(texts: Sequence[str], targets: Sequence[str], candidates: Sequence[Sequence[str]],
+                  separator: str = "||", answer_format: AnswerFormat = "ranked_list") -> dict[str, np.ndarray]:  # fmt: skip
+    """Column arrays (rank, items, valid_items, unparseable, invalid) for many outputs."""
+    if not len(texts) == len(targets) == len(candidates):
+        raise DataError(f"{len(texts)} outputs, {len(targets)} targets and {len(candidates)} candidate lists")
+    scores = [score_output(t, g, c, separator, answer_format) for t, g, c in zip(texts, targets, candidates)]
+    return {
+        "rank": np.array([s.rank for s in scores], dtype=np.int64),
+        "items": np.array([s.items for s in scores], dtype=np.int64),
+        "valid_items": np.array([s.valid_items for s in scores], dtype=np.int64),
+        "unparseable": np.array([s.unparseable for s in scores], dtype=bool),
+        "invalid": np.array([s.invalid for s in scores], dtype=bool),
+    }
+
+
+def generative_results(examples: pa.Table, texts: Sequence[str], targets: Sequence[str],
+                       candidates: Sequence[Sequence[str]], metrics: Iterable[str] = ("ndcg@1", "ndcg@3"),
+                       separator: str = "||", answer_format: AnswerFormat = "ranked_list",
+                       by: Iterable[str] = ("target_domain",)):  # fmt: skip
+    """EvalResults of the outputs (one per `examples` row, same order): metric means overall and
+    per `by` column, each row with `unparseable` and `invalid` shares; the per-example table holds
+    the ranks, the outputs and their parse counts (write it with `.write(directory)`)."""
+    from recplat.eval.results import OVERALL, evaluate_ranks
+
+    scores = score_outputs(texts, targets, candidates, separator, answer_format)
+    results = evaluate_ranks(examples, scores["rank"], metrics, by=by)
+    table = results.per_example.append_column("output", pa.array(list(texts), pa.string()))
+    for name in OUTPUT_COLUMNS[1:]:
+        table = table.append_column(name, pa.array(scores[name]))
+    results.per_example = table
+    for row in results.rows:
+        select = (np.ones(len(texts), dtype=bool) if row["group"] == OVERALL
+                  else np.asarray(table[row["group"]].to_pylist(), dtype=object).astype(str) == row["value"])
+        for name in ("unparseable", "invalid"):
+            row[name] = float(scores[name][select].mean()) if select.any() else None
+    return results
+
+
+# --- generation ------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate_greedy(model, tokenizer, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> tuple[list[str], np.ndarray]:
+    """Greedy answers (special tokens dropped) to tokenized prompts, as one left-padded batch with
+    the KV cache; also how many tokens each answer took (up to and including its EOS)."""
+    from recplat.models.padding import pad_sequences
+
+    device = next(model.parameters()).device
+    input_ids, attention_mask = pad_sequences(prompt_ids, tokenizer.pad_token_id, "left")
+    out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                         max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    new = out[:, input_ids.shape[1]:].cpu()
+    ended = new == tokenizer.eos_token_id
+    lengths = torch.where(ended.any(1), ended.int().argmax(1) + 1, new.shape[1])  # through the first EOS
+    texts = [tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(new, lengths.tolist())]
+    return texts, lengths.numpy()
+
+
+class GenerationActor:
+    """One model per Ray actor; a `map_batches` callable: {row, prompt} -> {row, output, new_tokens}."""
+
+    def __init__(self, settings: dict, adapter: str | None, max_new_tokens: int, threads: int):
+        from recplat.models.causal_lm import CausalLMSettings, load_causal_lm
+
+        torch.set_num_threads(threads)
+        self.settings = CausalLMSettings.model_validate(settings)
+        self.model, self.tokenizer = load_causal_lm(self.settings, adapter)
+        if torch.cuda.is_available():
+            self.model.cuda()
+        self.fmt, self.max_new_tokens = self.settings.prompt_format(), max_new_tokens
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ids = [self.fmt.prompt_ids(self.tokenizer, str(p))[-self.settings.max_length :] for p in batch["prompt"]]
+        texts, lengths = generate_greedy(self.model, self.tokenizer, ids, self.max_new_tokens)
+        return {"row": batch["row"], "output": np.array(texts, dtype=object), "new_tokens": lengths}
+
+
+def generate_sharded(settings, prompts: Sequence[str], adapter: str | Path | None = None, max_new_tokens: int = 64,
+                     batch_size: int = 8, num_actors: int = 2, use_gpu: bool = False,
+                     cpus_per_actor: float = 1) -> tuple[list[str], np.ndarray]:  # fmt: skip
+    """Greedy answers to `prompts` (in order) from a pool of `num_actors` model actors, and the
+    tokens each took. `settings` is a CausalLMSettings, `adapter` an optional peft folder merged in.
+
+    The prompts travel in blocks of `batch_size` rows, one generate call each, so a batch holds
+    the same prompts as `batch_size` slices of the list would (and gives the same answers)."""
+    import ray.data
+
+    from recplat.runtime import init_ray
+
+    init_ray()
+    table = pa.table({"row": pa.array(np.arange(len(prompts), dtype=np.int64)),
+                      "prompt": pa.array(list(prompts), pa.string())})
+    blocks = [table.slice(start, batch_size) for start in range(0, len(prompts), batch_size)]
+    if not blocks:
+        return [], np.zeros(0, dtype=np.int64)
+    generated = ray.data.from_arrow(blocks).map_batches(
+        GenerationActor,
+        fn_constructor_kwargs=dict(settings=settings.model_dump(), adapter=None if adapter is None else str(adapter),
+                                   max_new_tokens=max_new_tokens, threads=max(1, int(cpus_per_actor))),
+        batch_size=batch_size, batch_format="numpy", concurrency=num_actors,
+        num_cpus=cpus_per_actor, num_gpus=1 if use_gpu else 0,
+    ).to_arrow_refs()
+    out = pa.concat_tables(ray.get(generated)).sort_by("row")
+    if out.num_rows != len(prompts):
+        raise DataError(f"generation returned {out.num_rows} answers for {len(prompts)} prompts")
+    return out["output"].to_pylist(), out["new_tokens"].to_numpy()
