@@ -3,7 +3,7 @@
 Each read task (normally one file) runs as a Ray task; its interactions stay in the object store
 and become the blocks of a Ray Data dataset, while the small items and rejects tables come back to
 the driver. Reading is the one stage that is not a Ray Data transform: plain tasks, one Arrow
-parse per file, were the fastest reader measured here (shared/STACK.md).
+parse per file, were the fastest reader measured here (docs/stack.md).
 """
 
 from __future__ import annotations
