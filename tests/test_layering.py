@@ -1,4 +1,4 @@
-"""Imports point one way (STYLE.md: the data flow shows in the layout): a module imports only from
+"""Imports point one way (the data flow shows in the layout): a module imports only from
 lower layers or from its own package, so there is no import cycle between packages and no upward
 arrow (report/ -> run/catalog, demo -> cli, a recipe -> tune). Imports inside functions count too:
 a lazy import is still a dependency. A new top-level module or package must be placed here."""

@@ -189,7 +189,7 @@ class Profile(StrictModel):
 
 
 class PaperNumber(StrictModel):
-    """One number the paper reports (percent where the paper writes percent, as in PAPERS.md)."""
+    """One number the paper reports (percent where the paper writes percent, as in docs/papers.md)."""
 
     metric: str = Field(min_length=1)  # recall@1, ndcg@10, hit@1, mrr, hr@1, valid_ratio, hours, vmem_gb ...
     value: float | None  # None only with a note, for cells such as "OOM"

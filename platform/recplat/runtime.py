@@ -7,7 +7,7 @@ import os
 
 from recplat.errors import RecplatError
 
-# A local Ray here must bind loopback only (shared/STACK.md), and report no usage stats.
+# A local Ray here must bind loopback only (docs/stack.md), and report no usage stats.
 LOCAL_MIN_CPUS = 4
 _LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 

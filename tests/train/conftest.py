@@ -1,4 +1,4 @@
-"""DeepSpeed on CPU: its CPU accelerator, and one cache for the op it compiles (shared/STACK.md).
+"""DeepSpeed on CPU: its CPU accelerator, and one cache for the op it compiles (docs/stack.md).
 Set before anything imports deepspeed; Ray workers started later inherit them."""
 
 import os

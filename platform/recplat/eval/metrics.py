@@ -1,6 +1,6 @@
 """Ranking metrics for one relevant item among stored candidates.
 
-Every method is scored the same way (LLM-Rec §1.7, X-Cross §2.10 in spec/PAPERS.md): the positive
+Every method is scored the same way (LLM-Rec §1.7, X-Cross §2.10 in docs/papers.md): the positive
 and its stored negatives get a score, the positive's rank among them is computed once, and every
 metric is a function of that rank:
 

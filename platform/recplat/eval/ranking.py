@@ -1,4 +1,4 @@
-"""Scoring the positive against its stored candidates (LLM-Rec §1.7 in spec/PAPERS.md).
+"""Scoring the positive against its stored candidates (LLM-Rec §1.7 in docs/papers.md).
 
 LLM-Rec pre-computes every item embedding once per evaluation and scores a user by dot products
 with its candidates. `rank_with_item_cache` is that path: the caller encodes each needed item once

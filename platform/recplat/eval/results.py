@@ -1,6 +1,6 @@
 """Evaluation results: per-example ranks plus metric means overall, per domain and per segment.
 
-LLM-Rec reports every metric per target domain and on all domains together (spec/PAPERS.md §1.7),
+LLM-Rec reports every metric per target domain and on all domains together (docs/papers.md §1.7),
 Figure 5 per Same/Mix/Diff segment (§1.9); X-Cross per target domain (§2.10). `evaluate_ranks`
 computes all of those rows from one rank per example. `EvalResults.write` stores
 

@@ -1,6 +1,6 @@
 """Per-example segment labels, for metrics broken down by segment.
 
-* `history_domain_segments` — LLM-Rec Figure 5 (spec/PAPERS.md §1.9): test instances split by the
+* `history_domain_segments` — LLM-Rec Figure 5 (docs/papers.md §1.9): test instances split by the
   domains of the <= 10 most recent history items relative to the target's domain:
   Same = every history item is in the target's domain, Diff = none is, Mix = some but not all.
   An empty history is vacuously both "all" and "none", so it gets its own label `empty` rather

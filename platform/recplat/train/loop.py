@@ -27,7 +27,7 @@ from recplat.train.config import TrainConfig
 logger = logging.getLogger("recplat.train")
 
 # DeepSpeed on CPU needs its CPU accelerator, and compiles one op (shm_comm, ~60 s) the first
-# time: keep the build in a cache shared by runs (shared/STACK.md).
+# time: keep the build in a cache shared by runs (docs/stack.md).
 DEFAULT_TORCH_EXTENSIONS_DIR = "~/.cache/recplat/torch_extensions"
 
 

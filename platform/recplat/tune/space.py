@@ -39,7 +39,7 @@ _TEST_METRIC = re.compile(r"^(test|overall)([./_:@\s-]|$)", re.IGNORECASE)
 
 def objective_problem(metric: str) -> str | None:
     """Why `metric` may not be a search objective, or None. Choosing hyperparameters on the test
-    split leaks it into the model (MoLoRec's code picks its LR by test scores: IMPLEMENTING.md)."""
+    split leaks it into the model (MoLoRec's code picks its LR by test scores: docs/papers.md §3.6)."""
     if _TEST_METRIC.match(metric.strip()):
         bare = _TEST_METRIC.sub("", metric.strip())
         return (f"{metric!r} is a test metric; a search selects on the validation split only (use the "

@@ -1,5 +1,5 @@
 """Amazon 2014 (McAuley et al.; jmcauley.ucsd.edu/data/amazon): MoLoRec's e-commerce domains
-(PAPERS.md §3.3).
+(docs/papers.md §3.3).
 
 Files in `source.path`, per configured domain (plain or .gz):
 - `reviews_<Domain>_5.json`: JSON lines with reviewerID, asin, overall, unixReviewTime;

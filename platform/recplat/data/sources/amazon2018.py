@@ -1,4 +1,4 @@
-"""Amazon Review Data 2018 ("v2", Ni et al. 2019): LLM-Rec's SPIAO domains (PAPERS.md §1.2),
+"""Amazon Review Data 2018 ("v2", Ni et al. 2019): LLM-Rec's SPIAO domains (docs/papers.md §1.2),
 X-Cross's four domains (§2.8) and CPRec's behavioural corpus (§4.4).
 
 Files in `source.path`, per configured domain (plain or .gz):

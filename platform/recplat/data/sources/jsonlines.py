@@ -1,7 +1,7 @@
 """JSON-lines dumps: Amazon 2018 reviews and meta, Amazon 2014 reviews, Amazon 2023 reviews and meta.
 
 Fast path: one `pyarrow.json.read_json` over the whole (plain or gzip) file with an explicit schema
-of the fields we keep, every other field ignored (shared/STACK.md: ~10x faster than pandas). It is
+of the fields we keep, every other field ignored (docs/stack.md: ~10x faster than pandas). It is
 used only when it parses, returns one row per non-blank line, and holds no row the line parser
 would reject; otherwise the file is read again line by line to find the bad lines.
 """

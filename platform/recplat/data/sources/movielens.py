@@ -1,6 +1,6 @@
 """MovieLens (GroupLens): ml-100k, ml-1m, ml-latest and ml-latest-small, one domain.
 
-MoLoRec's movie scenario uses ML-1M (PAPERS.md §3.3). `source.path` is the extracted directory:
+MoLoRec's movie scenario uses ML-1M (docs/papers.md §3.3). `source.path` is the extracted directory:
 - ml-100k: `u.data` (tab-separated user, item, rating, timestamp; no header) and `u.item`
   ('|'-separated, latin-1: id|title|release date|video release date|IMDb URL|19 genre flags);
 - ml-1m: `ratings.dat` (UserID::MovieID::Rating::Timestamp) and `movies.dat`
