@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pyarrow as pa
 import pytest
 import torch
@@ -105,16 +104,20 @@ def test_batched_greedy_generation_equals_one_prompt_at_a_time():
 
 
 @pytest.mark.slow
-def test_sharded_generation_over_two_actors_equals_a_single_process_loop(ray_local):
+def test_sharded_generation_over_two_actors_equals_a_single_process_loop(ray_local, tmp_path):
     """SmolLM2, 7 prompts in batches of 2 over a pool of 2 actors (1 CPU each) == the same batches
-    through model.generate in this process, also on 1 thread."""
-    from recplat.eval.generative import generate_sharded
+    through model.generate in this process, also on 1 thread; scored and written as results."""
+    from recplat.eval.generative import generate_and_score
     from recplat.models.causal_lm import CausalLMSettings, load_causal_lm
 
     settings = CausalLMSettings(name="offline:smollm2", system="You are a helpful recommendation assistant.")
-    prompts = [f"Recommend one {thing} for a user who liked Blue Mug||Red Lamp. Answer with a title."
-               for thing in ["lamp", "mug", "desk", "rug", "kettle", "vase", "pan"]]
-    texts, tokens = generate_sharded(settings, prompts, max_new_tokens=8, batch_size=2, num_actors=2)
+    things = ["lamp", "mug", "desk", "rug", "kettle", "vase", "pan"]
+    prompts = [f"Recommend one {thing} for a user who liked Blue Mug||Red Lamp. Answer with a title." for thing in things]
+    examples = pa.table({"user": list(range(7)), "scope": ["mixed"] * 7, "position": [2] * 7,
+                         "target_domain": ["home"] * 7})
+    candidates = [["Blue Mug", "Red Lamp", thing.title()] for thing in things]
+    results = generate_and_score(settings, examples, prompts, [c[2] for c in candidates], candidates,
+                                 out_dir=tmp_path / "test", max_new_tokens=8, batch_size=2, num_actors=2)
 
     torch.set_num_threads(1)
     model, tokenizer = load_causal_lm(settings)
@@ -125,6 +128,8 @@ def test_sharded_generation_over_two_actors_equals_a_single_process_loop(ray_loc
         out, n = generate_greedy(model, tokenizer, ids, max_new_tokens=8)
         expected += out
         expected_tokens += n.tolist()
-    assert texts == expected
-    assert tokens.tolist() == expected_tokens
-    assert all(texts) and np.all((tokens >= 1) & (tokens <= 8))
+    written = load_results(tmp_path / "test").per_example
+    assert written["output"].to_pylist() == expected
+    assert written["new_tokens"].to_pylist() == expected_tokens
+    assert all(expected) and all(1 <= n <= 8 for n in expected_tokens)
+    assert written["rank"].to_pylist() == score_outputs(expected, [c[2] for c in candidates], candidates)["rank"].tolist()

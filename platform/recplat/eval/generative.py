@@ -24,7 +24,11 @@ shares of unparseable and invalid outputs.
 Generation is greedy with the KV cache (`model.generate(do_sample=False)`) on left-padded batches
 (`generate_greedy`); `generate_sharded` spreads the prompts over a pool of model actors with Ray
 Data `map_batches` (one GPU each on a cluster, CPUs locally), so a test split is generated once,
-not on every rank.
+not on every rank. `generate_and_score` is the whole evaluation of a split:
+
+    results = generate_and_score(CausalLMSettings(name="offline:smollm2", system=...), examples, prompts,
+                                 target_titles, candidate_titles, out_dir=run / "test", adapter=run / "adapter")
+    results.overall, results.row("all")["unparseable"]
 """
 
 from __future__ import annotations
@@ -186,3 +190,21 @@ def generate_sharded(settings, prompts: Sequence[str], adapter: str | Path | Non
     if out.num_rows != len(prompts):
         raise DataError(f"generation returned {out.num_rows} answers for {len(prompts)} prompts")
     return out["output"].to_pylist(), out["new_tokens"].to_numpy()
+
+
+def generate_and_score(settings, examples: pa.Table, prompts: Sequence[str], targets: Sequence[str],
+                       candidates: Sequence[Sequence[str]], out_dir: str | Path | None = None,
+                       adapter: str | Path | None = None, metrics: Iterable[str] = ("ndcg@1", "ndcg@3"),
+                       separator: str = "||", answer_format: AnswerFormat = "ranked_list", max_new_tokens: int = 64,
+                       batch_size: int = 8, num_actors: int = 2, use_gpu: bool = False):  # fmt: skip
+    """The whole generative evaluation of one split: `generate_sharded`, then `generative_results`
+    (plus each answer's `new_tokens`), written to `out_dir` (ranks.parquet, metrics.json) when given.
+
+    One row of `examples` (the stored examples: user, scope, position, target_domain) per prompt,
+    with its target title and its candidate titles (target included) in the same order."""
+    texts, tokens = generate_sharded(settings, prompts, adapter, max_new_tokens, batch_size, num_actors, use_gpu)
+    results = generative_results(examples, texts, targets, candidates, metrics, separator, answer_format)
+    results.per_example = results.per_example.append_column("new_tokens", pa.array(tokens))
+    if out_dir is not None:
+        results.write(out_dir)
+    return results
