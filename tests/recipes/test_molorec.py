@@ -1,0 +1,122 @@
+"""The MoLoRec recipe (spec §3): configuration checks, stage-2 data selection, and one slow run of
+both stages and the entropy-chosen mixture on a tiny synthetic dataset with a TINY random Llama
+("architecture only": real Ray Train, peft, generation and scoring; the numbers mean nothing)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from recplat.config import validate
+from recplat.errors import ConfigError
+from recplat.recipes import molorec
+
+
+def test_stages_that_mix_or_reuse_need_general_from():
+    for stage in ("mixture", "general_only", "second_finetune"):
+        with pytest.raises(ConfigError, match=f"stage: {stage} needs general_from"):
+            validate(molorec.Config, {"data": {"dataset": "d"}, "stage": stage})
+    for stage in ("general", "specific_only", "tallrec"):
+        assert validate(molorec.Config, {"data": {"dataset": "d"}, "stage": stage}).stage == stage
+    with pytest.raises(ConfigError, match="mixture.fixed"):
+        validate(molorec.Config, {"data": {"dataset": "d"}, "stage": "general", "mixture": {"fixed": [0.5]}})
+
+
+def _rows(n: int, tag: str) -> pa.Table:
+    return pa.table({"prompt": [f"{tag}{i}" for i in range(n)], "answer": ["a"] * n})
+
+
+def test_stage_two_rows_are_valid_prompts_plus_random_train_prompts_and_few_shot_fractions():
+    cfg = validate(molorec.Config, {"data": {"dataset": "d"}, "stage": "tallrec",
+                                    "specific": {"train_prompts": 30, "include_valid_prompts": True}})  # fmt: skip
+    train, valid = _rows(100, "t"), _rows(10, "v")
+    rows = molorec.target_training_rows(cfg, train, valid)
+    prompts = rows.column("prompt").to_pylist()
+    assert len(prompts) == 40 and len(set(prompts)) == 40
+    assert sum(p.startswith("v") for p in prompts) == 10
+    assert prompts == molorec.target_training_rows(cfg, train, valid).column("prompt").to_pylist()  # seeded
+    few = cfg.model_copy(update={"specific": cfg.specific.model_copy(update={"train_fraction": 0.1})})
+    assert molorec.target_training_rows(few, train, valid).num_rows == 4
+    no_valid = cfg.model_copy(update={"specific": cfg.specific.model_copy(update={"include_valid_prompts": False})})
+    assert not any(p.startswith("v") for p in molorec.target_training_rows(no_valid, train, valid).column("prompt").to_pylist())
+
+
+@pytest.fixture(scope="module")
+def molorec_dataset(ray_local, tmp_path_factory):
+    """Two synthetic domains with the MoLoRec preprocessing (leave-one-out, 29 uniform negatives,
+    the molorec instruction rendering)."""
+    from recplat.config import load_preset, set_dotted
+    from recplat.data.config import PrepareConfig
+    from recplat.runs import prepared_dataset
+
+    data = set_dotted(load_preset("molorec_beauty"), {
+        "name": "molorec_test", "num_partitions": 2,
+        "sources": [{"kind": "synthetic", "domains": ["Beauty", "Toys"], "users": 40, "items_per_domain": 40,
+                     "topics": 4, "mean_interactions": 8, "seed": 0}],
+    })  # fmt: skip
+    return prepared_dataset(validate(PrepareConfig, data), tmp_path_factory.mktemp("molorec") / "data")
+
+
+def test_load_split_joins_titles_in_key_order(molorec_dataset):
+    from recplat.data.dataset import PreparedDataset
+
+    prepared = PreparedDataset.open(molorec_dataset)
+    test = molorec.load_split(prepared, "test", ["Beauty"])
+    assert test.num_rows > 0 and set(test.column("target_domain").to_pylist()) == {"Beauty"}
+    for row in test.slice(0, 5).to_pylist():
+        assert len(row["candidate_titles"]) == 30 and row["target_title"] in row["candidate_titles"]
+        assert row["answer"].split("||")[0] == row["target_title"]  # the label starts with the target
+        assert "||".join(row["candidate_titles"]) in row["prompt"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_general_then_entropy_mixture_runs_and_reports_against_g_and_s(molorec_dataset, tmp_path):
+    from peft import PeftModel
+
+    from recplat.runs import RunSummary
+    from tests.models.causal_lms import smollm2_tokenizer, tiny_llama
+
+    model_dir = tmp_path / "tiny"
+    tiny_llama().save_pretrained(model_dir)
+    smollm2_tokenizer().save_pretrained(model_dir)
+    common = {"model": {"name": str(model_dir), "max_length": 512},
+              "lora": {"rank": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+              "train": {"num_workers": 1, "micro_batch_size": 2, "max_steps": 2, "eval_every": 2, "lr": 1e-3,
+                        "metric": "val_loss", "mode": "min"},
+              "eval": {"max_new_tokens": 6, "valid_size": 4, "test_size": 6, "batch_size": 3}}  # fmt: skip
+    general = validate(molorec.Config, {**common, "stage": "general", "out": str(tmp_path / "general"),
+                                        "data": {"dataset": str(molorec_dataset), "domains": ["Toys"]}})  # fmt: skip
+    summary = molorec.run(general)
+    assert (tmp_path / "general" / "adapter" / "adapter_config.json").is_file()
+    assert summary.train["step"] == 2 and summary.model_extra["train_prompts"] > 0
+
+    mixed = validate(molorec.Config, {
+        **common, "stage": "mixture", "out": str(tmp_path / "mixture"),
+        "data": {"dataset": str(molorec_dataset), "domains": ["Beauty"]},
+        "general_from": {"run_dir": str(tmp_path / "general")},
+        "specific": {"train_prompts": 20},
+        "mixture": {"coefficients": "entropy", "lr_grid": [0.5, 2.0], "tta_prompts": 3, "batch_tokens": 4,
+                    "grad_accum": 2, "max_new_tokens": 6},
+    })  # fmt: skip
+    summary = molorec.run(mixed)
+    assert summary == RunSummary.read(tmp_path / "mixture")
+    mix = summary.model_extra["mixture"]
+    assert mix["lr"] in (0.5, 2.0) and set(mix["valid_ndcg@1_by_lr"]) == {0.5, 2.0}
+    assert sum(mix["mean_weights"]) == pytest.approx(1.0) and mix["mean_weights"] != [0.5, 0.5]
+    assert summary.test_examples == 6 and set(summary.model_extra["baselines"]) == {"molorec_g", "molorec_s"}
+    against = {(t["against"], t["metric"]) for t in summary.significance}
+    assert against == {(b, m) for b in ("molorec_g", "molorec_s") for m in mixed.eval.metrics}
+    for sub in ("test", "test_molorec_g", "test_molorec_s"):
+        assert (tmp_path / "mixture" / sub / "ranks.parquet").is_file(), sub
+    weights = json.loads((tmp_path / "mixture" / "mixture_weights.json").read_text())
+    assert len(weights["per_module"]) == 2 * 2  # q, v in 2 layers
+    # the merged model is an ordinary peft adapter of rank r_g + r_s
+    merged = tmp_path / "mixture" / "merged_adapter"
+    assert json.loads((merged / "adapter_config.json").read_text())["r"] == 4
+    PeftModel.from_pretrained(tiny_llama(), str(merged))
+    assert not (tmp_path / "mixture" / "mixture_scratch").exists()
+    assert np.isfinite(summary.overall["ndcg@1"])
