@@ -62,6 +62,10 @@ def score_checkpoint(task, checkpoint, score: Callable, use_gpu: bool = False, n
     the model (build_model may set state on it, e.g. tokenized titles). `prepare(model)` runs after
     loading, on the CPU (e.g. exporting an adapter)."""
     import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    remote = ray.remote(num_cpus=num_cpus, num_gpus=1 if use_gpu else 0)(_score)
+    # placement_group=None: inside a Tune trial this task would otherwise be placed in the trial's
+    # placement group (Tune captures child tasks), which holds only the trial driver's own CPU
+    remote = ray.remote(num_cpus=num_cpus, num_gpus=1 if use_gpu else 0,
+                        scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None))(_score)
     return ray.get(remote.remote(task, checkpoint, score, use_gpu, prepare))

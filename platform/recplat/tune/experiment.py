@@ -23,6 +23,7 @@ Ray Train run from its last checkpoint (trial.py).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def plan_sweep(name: str, profile: str, search_name: str | None = None, out: str
     spec = catalog.get(name)
     spec.require_ready()
     search_name, search = pick_search(spec, profile, search_name)
-    out = Path(out or f"runs/{run_name(name, profile)}-tune-{search_name}").absolute()
+    out = Path(out or f"runs/{run_name(name, profile)}-tune-{search_name}").expanduser().absolute()
     base = plan_job(name, profile, None, out, list(overrides), catalog, check=False).runs[0].config
     train = getattr(base, "train", None)
     if search is None:
@@ -167,8 +168,9 @@ def build_tuner(plan: SweepPlan, resume: bool):
     search = plan.search
     tune_config = tune.TuneConfig(
         metric=search.metric, mode=search.mode, num_samples=search.num_samples,
-        search_alg=BasicVariantGenerator(random_state=search.seed),
-        scheduler=search.build_scheduler(plan.max_t), max_concurrent_trials=search.max_concurrent_trials,
+        # the generator bounds concurrency itself: Tune ignores max_concurrent_trials next to one
+        search_alg=BasicVariantGenerator(random_state=search.seed, max_concurrent=search.max_concurrent_trials or 0),
+        scheduler=search.build_scheduler(plan.max_t),
     )  # fmt: skip
     storage = plan.storage or str(plan.out)
     name = plan.out.name if plan.storage else EXPERIMENT_NAME
@@ -188,12 +190,34 @@ def run_sweep(plan: SweepPlan, resume: bool = False, address: str | None = None)
         prepare_run(next(r for r in plan.runs if r.data_dir == data_dir))
     tuner = build_tuner(plan, resume)
     grid = tuner.fit()
+    unfinished = unfinished_trials(plan)
+    if unfinished:  # Tune caught Ctrl-C (or SIGTERM), saved the experiment and returned
+        print(f"[tune] interrupted with {unfinished} trial(s) unfinished; continue with `{resume_command(plan)}`",
+              flush=True)
+        return None
     table = sweep_table(grid, plan)
     write_sweep(table, plan)
     return table
 
 
+def unfinished_trials(plan: SweepPlan) -> int:
+    """Trials not yet finished (nor failed) in the saved experiment, counting those not yet created.
+    After an interrupt Tune marks its live trials terminated in memory but saves them as pending."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(plan.experiment_path).trials
+    expected = plan.search.num_samples * math.prod(len(p.grid) for p in plan.search.space.values() if p.kind == "grid")
+    return sum(t.status not in ("TERMINATED", "ERROR") for t in trials) + max(0, expected - len(trials))
+
+
+def resume_command(plan: SweepPlan) -> str:
+    import shlex
+
+    args = ["recplat", "tune", plan.spec.name, "--profile", plan.profile, "--search", plan.search_name,
+            "--out", str(plan.out)] + (["--storage", plan.storage] if plan.storage else [])
+    return shlex.join(args + list(plan.overrides) + ["--resume"])
+
+
 def main(args) -> int:
     plan = plan_sweep(args.name, args.profile, args.search, args.out, args.overrides, storage=args.storage)
-    run_sweep(plan, resume=args.resume, address=args.address)
-    return 0
+    return 0 if run_sweep(plan, resume=args.resume, address=args.address) is not None else 130

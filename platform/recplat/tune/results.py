@@ -46,6 +46,8 @@ def trial_row(result, metric: str, mode: str) -> dict[str, Any]:
         status = f"error: {type(result.error).__name__}: {text[-1] if text else ''}"
     elif last.get(FINAL_KEY):
         status = "done"
+    elif TIME_ATTR not in last:
+        status = "no result"
     else:
         status = f"stopped at step {last.get(TIME_ATTR, '?')}, by the scheduler"
     trial = last.get("trial_id") or _trial_id_from_path(result.path)
