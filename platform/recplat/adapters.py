@@ -9,12 +9,18 @@ peft's `add_weighted_adapter(combination_type="linear")`) lives in `recplat.mode
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
 from recplat.errors import ConfigError
+
+# peft 0.21.2 reads `model.is_gradient_checkpointing` whenever it wraps a model, which transformers
+# 5.23 deprecated in favour of `is_activation_checkpointing` (same value): one FutureWarning per
+# wrap, in every worker, that no user of ours can act on. Only that message is filtered.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 # model_type -> (default targets, optional extra targets)
 LORA_TARGETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

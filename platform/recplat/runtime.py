@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 
 from recplat.errors import RecplatError
 
@@ -29,6 +30,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
 
     if not sys.stderr.isatty():  # workers of a local Ray inherit this: no progress-bar log spam
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    if not sys.stdout.isatty():  # the driver colours each worker's "(pid=...)" prefix: no ANSI codes in a log file
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    if not sys.stderr.isatty():  # nor in Ray's own log lines (the dashboard URL is bold green)
+        _strip_colours_from_ray_logs()
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict = {"log_to_driver": not quiet}
     pinned: dict[str, str] = {}
@@ -53,6 +58,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
             "`ray start --head` and pass its address)"
         )
         raise RecplatError(f"could not start or connect to {where}: {text}{hint}") from None
+    if not quiet:
+        _drop_routine_ray_lines()
     # Ray Data's per-operator progress: bars on a terminal; in logs and CI only our own stage lines
     # (its non-terminal fallback prints a block of INFO lines every few seconds).
     import logging
@@ -63,6 +70,56 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
     if not sys.stderr.isatty():
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+# Lines Ray's own processes echo to the driver on every local run, which no user can act on. The
+# console drops them; they stay in Ray's session logs (/tmp/ray/session_latest/logs).
+ROUTINE_RAY_LINES = (
+    # Ray Train's PreemptionWatcher actor, logged at ERROR by the TrainController (ray issue 53727)
+    "Actor with class name: 'PreemptionWatcher'",
+    # raylet: more Python workers starting than physical cores; a local Ray here declares more
+    # logical CPUs than the machine has on purpose (LOCAL_MIN_CPUS)
+    "PYTHON worker processes have been started on node",
+)
+
+
+def _drop_routine_ray_lines() -> None:
+    """Filter ROUTINE_RAY_LINES out of what `log_to_driver` prints; every other line passes."""
+    try:
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    except ImportError:  # another Ray version: print everything
+        return
+
+    def without_routine_lines(handler):
+        def emit(data: dict) -> None:
+            lines = [line for line in data.get("lines", []) if not any(m in line for m in ROUTINE_RAY_LINES)]
+            if lines:
+                handler({**data, "lines": lines})
+        emit.recplat_filtered = True
+        return emit
+
+    with dispatcher._lock:
+        dispatcher.handlers = [
+            (name, handler if getattr(handler, "recplat_filtered", False) else without_routine_lines(handler))
+            for name, handler in dispatcher.handlers
+        ]
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain_record(record) -> bool:
+    """A logging filter: the record's message without ANSI colour codes."""
+    record.msg, record.args = _ANSI_ESCAPE.sub("", record.getMessage()), None
+    return True
+
+
+def _strip_colours_from_ray_logs() -> None:
+    import logging
+
+    for handler in logging.getLogger("ray").handlers:
+        if _plain_record not in handler.filters:
+            handler.addFilter(_plain_record)
 
 
 def free_loopback_port() -> int:

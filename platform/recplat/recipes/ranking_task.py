@@ -144,7 +144,9 @@ class RankingTask(Task):
         items = needed_items(arrays.target, arrays.candidates)
         cache = build_item_cache(lambda ids: self.encode_items(model, ids.to(device)), items, self.num_items,
                                  batch_size=self.eval_batch_size * 4)
-        users = [self.encode_users(model, torch.as_tensor(arrays.history[i : i + self.eval_batch_size], device=device))
+        # torch.tensor copies: arrays that came through Ray's object store are read-only, and
+        # torch.as_tensor would warn about each slice
+        users = [self.encode_users(model, torch.tensor(arrays.history[i : i + self.eval_batch_size], device=device))
                  for i in range(0, len(arrays), self.eval_batch_size)]
         user_vectors = torch.cat(users) if users else torch.zeros(0, cache.shape[1], device=device)
         return rank_with_item_cache(user_vectors.float(), cache.float(), arrays.target, arrays.candidates,

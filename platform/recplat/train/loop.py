@@ -119,10 +119,18 @@ def _peak_memory() -> dict[str, float]:
 # --- setup -----------------------------------------------------------------------------------
 
 
+_RAY_TRAIN_REPORT_LOGGERS = ("ray.train.v2._internal.execution.storage", "ray.train.v2._internal.execution.context")
+
+
 def _configure_worker(cfg: TrainConfig, rank: int) -> None:
     if cfg.strategy == "deepspeed" and not cfg.use_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser(DEFAULT_TORCH_EXTENSIONS_DIR))
+    # Ray Train logs "Checkpoint successfully created at ..." and "Reporting training result ..." at
+    # INFO for every report; our own line per validation says the same, and theirs reach the driver
+    # late (after a run's last line). Their warnings and errors still show.
+    for name in _RAY_TRAIN_REPORT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     if rank == 0 and not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("[recplat.train] %(message)s"))
@@ -194,12 +202,22 @@ def _micro_batches(shard, task, cfg: TrainConfig, state: TrainerState, rank: int
                 continue
             yielded = True
             state.batch_in_epoch = index + 1
-            yield task.collate(batch)
+            yield task.collate(_writable(batch))
         if not yielded and skip == 0:
             raise RecplatError(f"rank {rank}: its data shard has no full micro-batch of {cfg.micro_batch_size} rows")
         skip = 0
         state.epoch += 1
         state.batch_in_epoch = 0
+
+
+def _writable(batch: dict) -> dict:
+    """Ray Data hands out numpy views of Arrow memory, which are read-only; `torch.as_tensor` on
+    one warns (UserWarning "The given NumPy array is not writable") in every worker. A micro-batch
+    is a few KB: copy the read-only columns once, here, where the batch is made."""
+    import numpy as np
+
+    return {key: np.array(value) if isinstance(value, np.ndarray) and not value.flags.writeable else value
+            for key, value in batch.items()}
 
 
 # --- validation, early stopping, checkpoints -------------------------------------------------
