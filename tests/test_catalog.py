@@ -59,13 +59,13 @@ def test_every_table_and_figure_of_the_issue_has_an_entry(catalog):
 
 
 def test_statuses_planned_entries_are_listed_and_refuse_to_run(catalog):
-    ready = [*catalog.list(paper="llmrec"), *catalog.list(paper="xcross")]
+    ready = [*catalog.list(paper="llmrec"), *catalog.list(paper="xcross"), *catalog.list(paper="molorec")]
     assert all(s.status == "ready" for s in ready)
     planned = catalog.list(status="planned")
-    assert {s.paper for s in planned} == {"molorec", "cprec"}
+    assert {s.paper for s in planned} == {"cprec"}
     assert len(planned) == len(catalog) - len(ready)
-    with pytest.raises(JobNotReady, match="molorec/table1_warm is planned"):
-        catalog.get("molorec/table1_warm").require_ready()
+    with pytest.raises(JobNotReady, match="cprec/table3 is planned"):
+        catalog.get("cprec/table3").require_ready()
     catalog.get("llmrec/table4_bert").require_ready()
     catalog.get("xcross/table2").require_ready()
 
@@ -177,9 +177,9 @@ def test_paper_must_match_folder_and_requires_must_exist(tmp_path):
 
 
 def test_cli_jobs_list_and_show(capsys):
-    assert main(["jobs", "list", "--paper", "molorec"]) == 0
+    assert main(["jobs", "list", "--paper", "cprec"]) == 0
     out = capsys.readouterr().out
-    assert "molorec/table1_warm " in out and "planned" in out and "llmrec/" not in out
+    assert "cprec/table3 " in out and "planned" in out and "llmrec/" not in out
     assert main(["jobs", "show", "llmrec/table4_bert", "--profile", "smoke"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# LLM-Rec Table 4") and "recplat run llmrec/table4_bert --profile smoke" in out

@@ -59,6 +59,8 @@ def our_numbers(record: dict, run_dir: Path, extra_metrics: set[str] = frozenset
     scale = PAPER_SCALE[record["paper"]]
     rows = []
     for sub, entry in record["runs"].items():
+        if not (run_dir / sub / "test" / "metrics.json").is_file():  # a run that tests nothing (MoLoRec stage 1)
+            continue
         metrics = json.loads((run_dir / sub / "test" / "metrics.json").read_text(encoding="utf-8"))
         for r in metrics["rows"]:
             if r["group"] == OVERALL:
@@ -182,6 +184,14 @@ def write_report(run_dir: str | Path) -> tuple[Path, str]:
         for expert in RunSummary.coerce(entry["summary"]).zero_shot or []:
             ours += [Row(entry["variant"], f"zero-shot {expert['expert']}", m, v * PAPER_SCALE[record["paper"]])
                      for m, v in expert["test"].items()]
+    for entry in record["runs"].values():  # MoLoRec: Fig. 4's mean coefficients; MoLoRec-G/-S beside the mixture
+        extra_keys = RunSummary.coerce(entry["summary"]).model_extra or {}
+        if "mixture" in extra_keys:
+            ours += [Row(entry["variant"], OVERALL, f"w_{k}", w)
+                     for k, w in zip("gs", extra_keys["mixture"]["mean_weights"])]
+        for method, metrics in (extra_keys.get("baselines") or {}).items():
+            ours += [Row(entry["variant"], method, m, v * PAPER_SCALE[record["paper"]])
+                     for m, v in metrics.items() if isinstance(v, float)]
     rows = compare_rows(ours, record["paper_numbers"])
     table = format_markdown(rows, digits=2 if PAPER_SCALE[record["paper"]] == 100 else 4)
     with atomic_dir(run_dir / REPORT_DIR, overwrite=True) as tmp:
