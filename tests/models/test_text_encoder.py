@@ -205,6 +205,25 @@ def test_score_is_an_inner_product():
     torch.testing.assert_close(DualEncoder.score(users, table), users @ table.T)
 
 
+def test_cosine_score_uses_unit_vectors_and_scales_only_the_training_logits():
+    model, tokenizer, family = load_backbone(str(minilm_dir()))
+    tokens = TitleTokens.from_titles(tokenizer, TITLES, family)
+    user_ids, user_mask = tokens.user_batch([[1, 2], [2]])
+    item_ids, item_mask = tokens.item_batch(torch.tensor([[1, 2], [2, 1]]))
+    item_ids, item_mask = item_ids.view(2, 2, -1), item_mask.view(2, 2, -1)
+    dot = DualEncoder(model.eval(), family)
+    cosine = DualEncoder(model, family, score="cosine", temperature=0.05)
+    with torch.no_grad():
+        raw, unit = dot.encode(user_ids, user_mask), cosine.encode(user_ids, user_mask)
+        torch.testing.assert_close(unit, raw / raw.norm(dim=-1, keepdim=True))
+        logits = cosine(user_ids, user_mask, item_ids, item_mask)
+        items = cosine.encode(item_ids.view(4, -1), item_mask.view(4, -1)).view(2, 2, -1)
+    torch.testing.assert_close(logits, DualEncoder.score(unit, items) / 0.05)
+    assert logits.abs().max() <= 20 + 1e-4  # |cos| <= 1
+    with pytest.raises(ConfigError, match="score must be one of"):
+        DualEncoder(model, family, score="euclid")
+
+
 # ---------------------------------------------------------------- Eq. 6
 
 

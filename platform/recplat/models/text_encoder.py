@@ -207,25 +207,37 @@ def _accepts_position_ids(backbone: nn.Module) -> bool:
     return "position_ids" in inspect.signature(base.forward).parameters
 
 
+SCORES = ("dot", "cosine")
+
+
 class DualEncoder(nn.Module):
     """LLM-Rec: one backbone (optionally LoRA-wrapped) encodes users and items; score = h_u . h_v.
 
     Where the backbone takes `position_ids` (BERT, OPT, GPT-2, Llama), positions are counted over
     real tokens only, so left- and right-padded batches give the same vectors (T5 has relative
     positions and needs none).
+
+    `score="dot"` is Eq. 5 as written. `score="cosine"` (not the paper's) unit-normalises the pooled
+    vectors and divides the training logits by `temperature`: for an encoder pretrained for cosine
+    similarity, whose raw dot products are tens of units apart (see `llmrec.ModelSettings.score`).
     """
 
-    def __init__(self, backbone: nn.Module, family: str):
+    def __init__(self, backbone: nn.Module, family: str, score: str = "dot", temperature: float = 1.0):
         super().__init__()
+        if score not in SCORES or temperature <= 0:
+            raise ConfigError(f"score must be one of {SCORES} and temperature > 0, got {score!r}, {temperature}")
         self.backbone = backbone
         self.family = _check_family(family)
+        self.normalize = score == "cosine"
+        self.temperature = temperature
         self._pass_positions = _accepts_position_ids(backbone)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[B, T] token ids and mask -> [B, d] pooled vectors (Eq. 3–4)."""
+        """[B, T] token ids and mask -> [B, d] pooled vectors (Eq. 3–4), unit length under cosine."""
         extra = {"position_ids": positions_from_mask(attention_mask)} if self._pass_positions else {}
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra)
-        return pool(out.last_hidden_state, attention_mask, self.family)
+        pooled = pool(out.last_hidden_state, attention_mask, self.family)
+        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
     @staticmethod
     def score(user_vecs: torch.Tensor, item_vecs: torch.Tensor) -> torch.Tensor:
@@ -245,4 +257,4 @@ class DualEncoder(nn.Module):
         users = self.encode(user_ids, user_mask)
         batch = users.shape[0]
         items = self.encode(item_ids.reshape(-1, item_ids.shape[-1]), item_mask.reshape(-1, item_mask.shape[-1]))
-        return self.score(users, items.reshape(batch, -1, items.shape[-1]))
+        return self.score(users, items.reshape(batch, -1, items.shape[-1])) / self.temperature
