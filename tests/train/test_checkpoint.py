@@ -137,3 +137,33 @@ def test_optimizer_file_is_read_weights_only(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "load", spy)
     load_optimizer(tmp_path / "optimizer.pt", optimizer, scheduler)
     assert seen["weights_only"] is True
+
+
+def test_a_resume_under_a_changed_config_is_refused_naming_the_keys(tmp_path):
+    """Issue 19 item 7: a failed run rerun with another lr resumed its checkpoint and trained on at the
+    old lr. Every checkpoint carries its training config; the launcher refuses a different one."""
+    from recplat.train import TrainConfig
+    from recplat.train.checkpoint import resume_config
+    from recplat.train.launch import check_earlier_checkpoints
+
+    first = TrainConfig(storage_path=str(tmp_path), name="run", lr=0.001, max_steps=20)
+    for step in (5, 10):  # as train_loop writes them: trainer_state.json with the config in it
+        directory = tmp_path / "run" / f"checkpoint_step{step:07d}"
+        directory.mkdir(parents=True)
+        write_state(directory, TrainerState(step=step, config=resume_config(first.model_dump())))
+    check_earlier_checkpoints(first)  # the same config resumes
+    # placement and fault tolerance may change between attempts
+    check_earlier_checkpoints(first.model_copy(update={"max_failures": 3, "num_to_keep": 5, "log_every": 1}))
+    check_earlier_checkpoints(first.model_copy(update={"name": "other"}))  # a new run: nothing to resume
+    changed = first.model_copy(update={"lr": 0.05, "max_steps": 30})
+    with pytest.raises(RecplatError) as info:
+        check_earlier_checkpoints(changed)
+    message = str(info.value)
+    assert "checkpoint_step0000005: written under a different training config (lr: 0.001 -> 0.05; max_steps: 20 -> 30)" in message
+    assert "\n" not in message
+    # a checkpoint from before configs were recorded is not checked
+    legacy = tmp_path / "old" / "checkpoint_step0000001"
+    legacy.mkdir(parents=True)
+    write_state(legacy, TrainerState(step=1))
+    check_earlier_checkpoints(changed.model_copy(update={"name": "old"}))
+    assert read_state(tmp_path / "run" / "checkpoint_step0000010").config["lr"] == 0.001

@@ -47,6 +47,7 @@ class TrainerState:
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)  # every validation, with "step"
     train_log: list[dict[str, float]] = field(default_factory=list)  # loss / lr / samples/s every log_every steps
+    config: dict[str, Any] = field(default_factory=dict)  # resume_config(): a resume must train under the same
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -65,6 +66,35 @@ def read_state(directory: str | Path) -> TrainerState:
     if not path.is_file():
         raise RecplatError(f"{directory}: not a recplat checkpoint (no {STATE_FILE})")
     return TrainerState.from_json(path.read_text(encoding="utf-8"))
+
+
+# --- the training config a checkpoint was written under ----------------------------------------
+
+# TrainConfig keys that place or watch a run but do not change what it computes: a resume may change them.
+NOT_RESUME_KEYS = ("name", "storage_path", "max_failures", "fail_at_step", "num_to_keep", "log_every",
+                   "checkpoint_every", "cpus_per_worker")
+
+
+def resume_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a TrainConfig dump that a checkpoint must have been trained under to be resumed."""
+    return {k: v for k, v in sorted(config.items()) if k not in NOT_RESUME_KEYS}
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """`key: saved -> current` for every key whose value differs (missing keys show as None)."""
+    return [f"{key}: {saved.get(key)!r} -> {current.get(key)!r}"
+            for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+
+
+def check_resumable(checkpoint: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to resume `checkpoint` (written under `saved`) with a different config. Checkpoints
+    from before configs were recorded carry none and are not checked."""
+    differences = config_differences(saved, current) if saved else []
+    if differences:
+        raise RecplatError(
+            f"{checkpoint}: written under a different training config ({'; '.join(differences)}); resuming would "
+            "train on under the old one. Rerun with the same settings, or start a new run (another --out / run name)"
+        )
 
 
 # --- weights ---------------------------------------------------------------------------------

@@ -127,6 +127,7 @@ def build_trainer(task: Task, cfg: TrainConfig, train_data):
     from ray.train.torch import TorchTrainer
 
     cfg = resolve_storage_path(cfg)
+    check_earlier_checkpoints(cfg)  # before any worker starts: a changed config is refused, not resumed
     num_rows = None if cfg.max_steps is not None else train_data.count()
     loop_config = {"task": task, "config": cfg.model_dump(), "total_steps": plan_total_steps(cfg, num_rows)}
     return TorchTrainer(
@@ -137,6 +138,34 @@ def build_trainer(task: Task, cfg: TrainConfig, train_data):
         datasets={"train": train_data},
         dataset_config=build_data_config(),
     )
+
+
+def check_earlier_checkpoints(cfg: TrainConfig) -> None:
+    """Ray Train resumes a run from the checkpoints already in `storage_path/name` (a rerun after a
+    failure, a killed driver). Every one of them must have been written under this config."""
+    import json
+
+    import pyarrow.fs as pafs
+
+    from recplat.train.checkpoint import STATE_FILE, check_resumable, resume_config
+
+    filesystem, root = pafs.FileSystem.from_uri(cfg.storage_path if is_remote(cfg.storage_path) else
+                                                os.path.abspath(cfg.storage_path))
+    run_dir = f"{root.rstrip('/')}/{cfg.name}"
+    try:
+        entries = filesystem.get_file_info(pafs.FileSelector(run_dir, allow_not_found=True))
+    except (OSError, ValueError):
+        return
+    current = resume_config(cfg.model_dump(mode="json"))
+    for entry in sorted(entries, key=lambda e: e.path):
+        if entry.type != pafs.FileType.Directory or not entry.base_name.startswith("checkpoint_"):
+            continue
+        try:
+            with filesystem.open_input_stream(f"{entry.path}/{STATE_FILE}") as stream:
+                saved = json.loads(stream.read().decode("utf-8")).get("config") or {}
+        except (OSError, ValueError):
+            continue  # not a complete recplat checkpoint: Ray will not pick it either
+        check_resumable(entry.path, saved, current)
 
 
 def fit(task: Task, cfg: TrainConfig, train_data) -> TrainResult:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from recplat.errors import RecplatError
-from recplat.train.checkpoint import TrainerState, load_rng, read_state, save_rng, seed_everything, write_state
+from recplat.train.checkpoint import (TrainerState, load_rng, read_state, resume_config, save_rng,
+                                     seed_everything, write_state)
 from recplat.train.config import TrainConfig
 
 logger = logging.getLogger("recplat.train")
@@ -51,6 +52,7 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
 
     strategy = make_strategy(task.build_model(), cfg, total_steps)
     state = _resume(strategy, cfg, rank)
+    state.config = resume_config(loop_config["config"])  # saved with every checkpoint (launch checks it)
     resumed_from = state.step if ray.train.get_checkpoint() is not None else None
     fault = FaultInjector(cfg, rank)
     shard = ray.train.get_dataset_shard("train")
