@@ -39,7 +39,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     pinned: dict[str, str] = {}
     if not address:
         port = free_loopback_port()
-        kwargs.update(num_cpus=num_cpus or max(os.cpu_count() or 1, LOCAL_MIN_CPUS),
+        # address "local": ray.init() with no address joins the latest `ray start` cluster on the
+        # machine (/tmp/ray/ray_current_cluster), e.g. another user's; no address here means our own
+        kwargs.update(address="local", num_cpus=num_cpus or max(os.cpu_count() or 1, LOCAL_MIN_CPUS),
                       dashboard_host="127.0.0.1", dashboard_port=port)
         # Ray Train's placement-group cleaner asks the State API (served by the dashboard) every second
         # whether the run's controller is alive, and finds the API by auto-detection. With no dashboard
