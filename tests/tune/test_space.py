@@ -42,8 +42,9 @@ def test_schedulers():
     assert isinstance(_search().build_scheduler(max_t=10), FIFOScheduler)
     asha = _search(scheduler={"type": "asha", "grace_period": 2, "reduction_factor": 3}).build_scheduler(max_t=12)
     assert isinstance(asha, ASHAScheduler)
-    assert (asha._time_attr, asha.metric, asha._max_t, asha._reduction_factor) == ("step", "recall@1", 12, 3)
-    assert asha._metric_op == 1  # mode max
+    assert (asha._time_attr, asha._max_t, asha._reduction_factor) == ("step", 12, 3)
+    assert asha.set_search_properties("recall@1", "max", config={})  # what TuneConfig(metric, mode) does
+    assert asha.metric == "recall@1" and asha._metric_op == 1
     assert _search(scheduler={"type": "asha", "max_t": 40}).build_scheduler(max_t=12)._max_t == 40
     with pytest.raises(ValueError, match="max_t: ASHA needs the last step"):
         _search(scheduler={"type": "asha"}).build_scheduler(max_t=None)

@@ -166,3 +166,20 @@ def _cell(value: Any, digits: int) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def is_sweep(out: str | Path) -> bool:
+    """A `recplat tune` folder (sweep.json), not a `recplat run` one (run.json)."""
+    return (Path(out) / SWEEP_FILE).is_file() and not (Path(out) / "run.json").is_file()
+
+
+def show_sweep(out: str | Path) -> int:
+    """`recplat report` on a sweep folder: the table and the best command again, plots redrawn."""
+    from recplat.storage import write_bytes_atomic
+
+    record = read_sweep(out)
+    text = format_markdown(record)
+    write_bytes_atomic(Path(out) / REPORT_DIR / "sweep.md", text.encode("utf-8"))
+    write_plots(record, Path(out) / REPORT_DIR)
+    print(text + f"\nreport: {Path(out) / REPORT_DIR / 'sweep.md'}")
+    return 0

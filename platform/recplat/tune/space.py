@@ -110,14 +110,14 @@ class Asha(StrictModel):
     max_t: int | None = Field(None, ge=1)  # the last step; None: the recipe's train.max_steps
     brackets: int = Field(1, ge=1)
 
-    def build(self, metric: str, mode: str, max_t: int):
+    def build(self, max_t: int):
+        """The scheduler; Tune hands it the search's metric and mode (TuneConfig)."""
         from ray.tune.schedulers import ASHAScheduler
 
         if self.grace_period > max_t:
             raise ValueError(f"grace_period: {self.grace_period} is past the last step ({max_t})")
-        return ASHAScheduler(time_attr=TIME_ATTR, metric=metric, mode=mode, max_t=max_t,
-                             grace_period=self.grace_period, reduction_factor=self.reduction_factor,
-                             brackets=self.brackets)  # fmt: skip
+        return ASHAScheduler(time_attr=TIME_ATTR, max_t=max_t, grace_period=self.grace_period,
+                             reduction_factor=self.reduction_factor, brackets=self.brackets)
 
 
 Scheduler = Annotated[Union[Fifo, Asha], Field(discriminator="type")]
@@ -195,7 +195,7 @@ class TuneSearch(StrictModel):
         last = self.scheduler.max_t or max_t
         if last is None:
             raise ValueError("max_t: ASHA needs the last step: set it, or recipe.train.max_steps")
-        return self.scheduler.build(self.metric, self.mode, last)
+        return self.scheduler.build(last)
 
 
 def grid_search(variants: list[str], metric: str, mode: str) -> TuneSearch:
