@@ -224,6 +224,13 @@ def test_cosine_score_uses_unit_vectors_and_scales_only_the_training_logits():
         DualEncoder(model, family, score="euclid")
 
 
+def test_mean_pooling_averages_the_real_tokens_only():
+    from recplat.models.text_encoder import mean_pool
+
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    torch.testing.assert_close(mean_pool(hidden, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 3.0]]))
+
+
 # ---------------------------------------------------------------- Eq. 6
 
 

@@ -207,7 +207,14 @@ def _accepts_position_ids(backbone: nn.Module) -> bool:
     return "position_ids" in inspect.signature(base.forward).parameters
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B, T, d] -> [B, d]: the mean over real tokens (not the paper's; sentence-transformers' pooling)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
 SCORES = ("dot", "cosine")
+POOLINGS = ("token", "mean")
 
 
 class DualEncoder(nn.Module):
@@ -217,17 +224,21 @@ class DualEncoder(nn.Module):
     real tokens only, so left- and right-padded batches give the same vectors (T5 has relative
     positions and needs none).
 
-    `score="dot"` is Eq. 5 as written. `score="cosine"` (not the paper's) unit-normalises the pooled
-    vectors and divides the training logits by `temperature`: for an encoder pretrained for cosine
-    similarity, whose raw dot products are tens of units apart (see `llmrec.ModelSettings.score`).
+    `score="dot"` and `pooling="token"` are Eq. 3–5 as written. `score="cosine"` (not the paper's)
+    unit-normalises the pooled vectors and divides the training logits by `temperature`;
+    `pooling="mean"` averages the real tokens' states: together, how a sentence-transformers encoder
+    such as the offline MiniLM was pretrained (see `llmrec.ModelSettings.score`).
     """
 
-    def __init__(self, backbone: nn.Module, family: str, score: str = "dot", temperature: float = 1.0):
+    def __init__(self, backbone: nn.Module, family: str, score: str = "dot", temperature: float = 1.0,
+                 pooling: str = "token"):  # fmt: skip
         super().__init__()
-        if score not in SCORES or temperature <= 0:
-            raise ConfigError(f"score must be one of {SCORES} and temperature > 0, got {score!r}, {temperature}")
+        if score not in SCORES or pooling not in POOLINGS or temperature <= 0:
+            raise ConfigError(f"score must be one of {SCORES}, pooling one of {POOLINGS} and temperature > 0, "
+                              f"got {score!r}, {pooling!r}, {temperature}")
         self.backbone = backbone
         self.family = _check_family(family)
+        self.pooling = pooling
         self.normalize = score == "cosine"
         self.temperature = temperature
         self._pass_positions = _accepts_position_ids(backbone)
@@ -236,7 +247,10 @@ class DualEncoder(nn.Module):
         """[B, T] token ids and mask -> [B, d] pooled vectors (Eq. 3–4), unit length under cosine."""
         extra = {"position_ids": positions_from_mask(attention_mask)} if self._pass_positions else {}
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra)
-        pooled = pool(out.last_hidden_state, attention_mask, self.family)
+        if self.pooling == "mean":
+            pooled = mean_pool(out.last_hidden_state, attention_mask)
+        else:
+            pooled = pool(out.last_hidden_state, attention_mask, self.family)
         return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
     @staticmethod

@@ -34,11 +34,13 @@ class ModelSettings(BackboneSettings):
     family: Literal["encoder", "decoder", "encoder_decoder"] | None = None  # None: from the HF config
     max_title_tokens: int = Field(40, ge=1)  # spec §1.4
     max_history: int = Field(10, ge=1)  # spec §1.4: the 10 most recent items
-    # Eq. 5 scores h_u . h_v ("dot", the paper). "cosine" (not the paper's) scores unit vectors and
-    # divides the loss's logits by `temperature`; ranking is the same for any temperature. For
-    # encoders pretrained for cosine similarity, e.g. the offline MiniLM (sentence-transformers
-    # train it at scale 20, i.e. temperature 0.05): its raw [CLS] dot products are ~35 units large
-    # and the loss starts far above chance (ln(1+S)); see the README's demo section.
+    # The paper: Eq. 3-4 pool the [CLS] / EOS state ("token"), Eq. 5 scores h_u . h_v ("dot").
+    # Not the paper's: "mean" pooling, and "cosine" scores of unit vectors whose loss logits are
+    # divided by `temperature` (ranking is the same for any temperature). Together they are how a
+    # sentence-transformers encoder such as the offline MiniLM was pretrained (mean pooling, scale
+    # 20 = temperature 0.05); its raw [CLS] dot products are ~35 units large, and its normalised
+    # [CLS] ranks like chance. The README's demo section has the measurements.
+    pooling: Literal["token", "mean"] = "token"
     score: Literal["dot", "cosine"] = "dot"
     temperature: float = Field(1.0, gt=0)
 
@@ -97,7 +99,7 @@ class LlmRecTask(RankingTask):
             backbone = apply_lora(backbone, ft.peft_config(backbone))
         self.tokens = TitleTokens.from_titles(tokenizer, list(self.titles), family, model.max_title_tokens,
                                               model.max_history)
-        return DualEncoder(backbone, family, model.score, model.temperature)
+        return DualEncoder(backbone, family, model.score, model.temperature, model.pooling)
 
     def collate(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """Tokens for the user (history) and the 1 + S candidates (positive first) of each row."""
