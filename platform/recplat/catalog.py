@@ -34,6 +34,7 @@ from recplat.data.config import PrepareConfig
 from recplat.errors import ConfigError, RecplatError
 from recplat.runs import run_name
 from recplat.train.config import TrainConfig
+from recplat.tune.space import TuneSearch
 
 PAPERS = ("llmrec", "xcross", "molorec", "cprec")
 PAPER_TITLES = {
@@ -149,6 +150,8 @@ class Profile(StrictModel):
     sweep: list[Variant] = []
     # axis -> value name -> dotted overrides; the variants are the product of the axes
     grid: dict[str, dict[str, dict[str, Any]]] = {}
+    # name -> a Ray Tune search over this profile's keys (`recplat tune`; recplat/tune/space.py)
+    tune: dict[str, TuneSearch] = {}
 
     @model_validator(mode="after")
     def _sweep_shape(self) -> "Profile":
@@ -163,6 +166,13 @@ class Profile(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"sweep: variant names must be unique, repeated: {', '.join(dupes)}")
+        for search_name, search in self.tune.items():
+            if set(search_name) - set(_NAME_CHARS):
+                raise ValueError(f"tune.{search_name}: name searches with lower-case letters, digits and _.-")
+            try:
+                search.check_variants(names)
+            except ValueError as exc:
+                raise ValueError(f"tune.{search_name}.{exc}") from None
         return self
 
     def variants(self) -> list[Variant]:

@@ -279,6 +279,26 @@ def _add_run(sub) -> None:
     p.set_defaults(func=lambda args: __import__("recplat.run", fromlist=["main"]).main(args))
 
 
+def _add_tune(sub) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="run a profile's search as concurrent, resumable Ray Tune trials (docs/tuning.md)",
+        description="Run a catalog profile's `tune:` search (or its grid/sweep: --search grid) as a Ray Tune "
+        "experiment: the data prepared once here, each trial a Ray Train run of the recipe, FIFO or ASHA, as "
+        "many at once as the resources and max_concurrent_trials allow. Writes <out>/sweep.json and "
+        "<out>/report/ (one row per trial, the best trial's `recplat run` line, plots).",
+    )
+    p.add_argument("name", help="a catalog job with a tune: section or a sweep, e.g. llmrec/fig7_lora_rank")
+    p.add_argument("--profile", default=LOCAL_PROFILE, help=f"smoke or paper (default: {LOCAL_PROFILE})")
+    p.add_argument("--search", help="the profile's search to run (default: its only one; `grid`: its sweep/grid)")
+    p.add_argument("--out", help="the sweep folder (default: runs/<job>-<profile>-tune-<search>)")
+    p.add_argument("--storage", help="keep Tune's experiment at this URI (s3://..., gs://...) instead of <out>/tune")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out (finished trials are kept)")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every trial, e.g. resources.num_workers=1")
+    p.set_defaults(func=lambda args: __import__("recplat.tune.experiment", fromlist=["main"]).main(args))
+
+
 def _add_report(sub) -> None:
     p = sub.add_parser(
         "report",
@@ -302,7 +322,12 @@ def _run_report(args) -> int:
 
     spec = Catalog().get(args.name)
     spec.profile(args.profile)  # a clear error for an unknown profile
-    folder, table = write_report(Path(args.out) if args.out else default_out(spec.name, args.profile, args.variant))
+    out = Path(args.out) if args.out else default_out(spec.name, args.profile, args.variant)
+    from recplat.tune.results import is_sweep, show_sweep
+
+    if is_sweep(out):  # a `recplat tune` folder: its table, best command and plots
+        return show_sweep(out)
+    folder, table = write_report(out)
     print(table)
     print(f"\nreport: {folder}/README.md")
     return 0
@@ -337,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_demo(sub)
     _add_run(sub)
+    _add_tune(sub)
     _add_report(sub)
     return parser
 
