@@ -167,3 +167,51 @@ def test_a_resume_under_a_changed_config_is_refused_naming_the_keys(tmp_path):
     write_state(legacy, TrainerState(step=1))
     check_earlier_checkpoints(changed.model_copy(update={"name": "old"}))
     assert read_state(tmp_path / "run" / "checkpoint_step0000010").config["lr"] == 0.001
+
+
+class _RunsCode:
+    """What a crafted checkpoint holds: unpickling it calls os.mkdir(marker)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def test_deepspeed_resume_never_runs_code_from_a_checkpoint(tmp_path):
+    """Issue 19 item 2: DeepSpeed's TorchCheckpointEngine loads with weights_only=False; the engine
+    DeepSpeedStrategy installs refuses anything but tensors, containers and DeepSpeed's own state."""
+    import pickle
+
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    from recplat.train.strategies import WeightsOnlyLoads
+
+    crafted = tmp_path / "mp_rank_00_model_states.pt"
+    torch.save({"module": {"w": torch.ones(2)}, "lr_scheduler": _RunsCode(tmp_path / "pwned")}, crafted)
+    stock = TorchCheckpointEngine()
+    ours = WeightsOnlyLoads(stock)
+    with pytest.raises(pickle.UnpicklingError):
+        ours.load(str(crafted), map_location="cpu")
+    assert not (tmp_path / "pwned").exists()
+    stock.load(str(crafted), map_location="cpu")  # DeepSpeed's own loader runs the file's code
+    assert (tmp_path / "pwned").is_dir()
+
+    # what a real ZeRO-2 optimizer shard holds still loads (besides tensors and containers)
+    shard = tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    state = {"optimizer_state_dict": {"loss_scaler": LossScaler(1.0), "zero_stage": ZeroStageEnum.gradients,
+                                      "param_slice_mappings": [{"0.weight": fragment_address(numel=4, start=0)}],
+                                      "single_partition_of_fp32_groups": [torch.arange(4.0)]},
+             "ds_config": {"zero_optimization": {"stage": 2}}, "ds_version": "0.19.8"}
+    torch.save(state, shard)
+    loaded = ours.load(str(shard), map_location="cpu")["optimizer_state_dict"]
+    assert loaded["zero_stage"] is ZeroStageEnum.gradients and loaded["loss_scaler"].cur_scale == 1.0
+    assert loaded["param_slice_mappings"][0]["0.weight"] == fragment_address(numel=4, start=0)
+    assert torch.equal(loaded["single_partition_of_fp32_groups"][0], torch.arange(4.0))
+    assert ours.name == stock.name  # everything but load is DeepSpeed's engine

@@ -10,7 +10,8 @@ One checkpoint directory (Ray Train merges what every rank reported into it):
     rng/rank<r>.safetensors   torch (and CUDA) RNG state of rank r
 
 Nothing here unpickles arbitrary objects: weights are safetensors, RNG state is JSON + tensors,
-and `optimizer.pt` is only ever read with `torch.load(..., weights_only=True)`.
+and `optimizer.pt` and DeepSpeed's `.pt` files are only ever read with `torch.load(...,
+weights_only=True)` (`load_weights_only`; DeepSpeed's own loader would use weights_only=False).
 """
 
 from __future__ import annotations
@@ -153,6 +154,14 @@ def load_optimizer(path: str | Path, optimizer, scheduler=None, scaler=None) -> 
         scheduler.load_state_dict(saved["scheduler"])
     if scaler is not None and saved["scaler"] is not None:
         scaler.load_state_dict(saved["scaler"])
+
+
+def load_weights_only(path: str | Path, map_location=None, allowed_classes: list | tuple = ()):
+    """torch.load that never runs code from the file: tensors, numbers, strings, containers, and
+    the few named `allowed_classes` (rebuilt from their state, not by calling what the file names).
+    A checkpoint naming anything else fails with pickle.UnpicklingError."""
+    with torch.serialization.safe_globals(list(allowed_classes)):
+        return torch.load(str(path), map_location=map_location, weights_only=True)
 
 
 # --- RNG state, per rank ---------------------------------------------------------------------

@@ -23,6 +23,7 @@ from recplat.train.checkpoint import (
     WEIGHTS_FILE,
     load_optimizer,
     load_weights,
+    load_weights_only,
     save_optimizer,
     save_weights,
 )
@@ -164,6 +165,9 @@ class DeepSpeedStrategy:
         self.module = self.model.module
         self.device = self.model.device
         self._half = _HALF.get(cfg.precision)
+        # DeepSpeed's TorchCheckpointEngine reads with torch.load(weights_only=False): a crafted
+        # checkpoint would run code on every worker. Saves stay DeepSpeed's; loads are weights-only.
+        self.model.checkpoint_engine = WeightsOnlyLoads(self.model.checkpoint_engine)
 
     def prepare_batch(self, batch: dict) -> dict:
         # DeepSpeed casts the module to bf16/fp16; floating inputs must match it.
@@ -208,3 +212,27 @@ class DeepSpeedStrategy:
         if path is None:
             raise RecplatError(f"{directory}: no DeepSpeed checkpoint under {DEEPSPEED_DIR}/{_DS_TAG}")
         load_weights(self.module, directory / WEIGHTS_FILE)
+
+
+def deepspeed_checkpoint_classes() -> list:
+    """The non-container objects DeepSpeed (0.19) puts in a ZeRO-1/2 checkpoint: the loss scaler,
+    the stage enum, and the fp32 fragment addresses. Plain state, rebuilt without calling code."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+class WeightsOnlyLoads:
+    """A DeepSpeed checkpoint engine whose `load` is weights-only; everything else (save, commit,
+    makedirs ...) is the wrapped engine's."""
+
+    def __init__(self, engine):
+        self._engine = engine
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def load(self, path: str, map_location=None):
+        return load_weights_only(path, map_location, deepspeed_checkpoint_classes())
