@@ -214,3 +214,19 @@ def test_kuberay_rayjob_submitter_has_the_token_and_results_outlive_the_cluster(
         mounts = pod["spec"]["containers"][0]["volumeMounts"]
         (mount,) = [m for m in mounts if out.startswith(m["mountPath"] + "/")]
         assert volumes[mount["name"]]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+
+
+def test_paper_profiles_survive_a_preempted_spot_worker():
+    """The launcher configs run GPU workers on spot capacity: every ready paper run that trains
+    restarts its worker group from the last checkpoint (TrainConfig.max_failures) instead of failing."""
+    from recplat.catalog import Catalog
+    from recplat.run import validate_job
+
+    checked = 0
+    for spec in Catalog().list(status="ready"):
+        if "train" not in spec.resolve("paper").recipe:  # evaluation-only jobs (fig5_segments, fig6_zero_shot)
+            continue
+        for config in validate_job(spec, "paper"):
+            assert config.train.max_failures >= 1, spec.name
+            checked += 1
+    assert checked >= 20
