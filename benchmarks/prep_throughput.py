@@ -43,13 +43,14 @@ def corpus_config(n_interactions: int) -> dict:
 
 
 def prepare_config(corpus_dir: Path, partitions: int) -> dict:
-    """LLM-Rec-style preparation: mixed 5-core, leave-one-out prefixes, stored candidates."""
+    """LLM-Rec-style preparation (the `spiao` preset's rules): mixed 5-core, sequences ordered by
+    (timestamp, item, rating) with repeats kept, leave-one-out prefixes, stored candidates."""
     return {
         "name": "bench",
         "seed": 42,
         "sources": [{"kind": "amazon2018", "path": str(corpus_dir), "domains": DOMAINS, "ratings": "csv"}],
         "kcore": {"user": 5, "item": 5, "scope": "mixed"},
-        "sequences": {"scope": "mixed", "drop_consecutive_repeats": True},
+        "sequences": {"scope": "mixed", "tie_order": ["item", "rating"]},
         "split": {"method": "leave_one_out", "max_history": 10},
         "candidates": {"count": 100, "train_negatives": 10},
         "num_partitions": partitions,

@@ -142,8 +142,23 @@ def load_config(
     resolve = getattr(model, "resolve_file_paths", None)
     if path and relative_to_file and resolve is not None:
         data = resolve(data, Path(path).parent)
-    data = apply_overrides(data, list(overrides))
-    return validate(model, data, source=str(path) if path else "config")
+    source = str(path) if path else "config"
+    merged = apply_overrides(data, list(overrides))
+    try:
+        return validate(model, merged, source=source)
+    except ConfigError:
+        if not overrides or not _is_valid(model, data):
+            raise
+    # the file alone is valid, so the command line broke it: the error names the command line
+    return validate(model, merged, source=f"command line ({' '.join(overrides)}) over {source}")
+
+
+def _is_valid(model: type[M], data: dict[str, Any]) -> bool:
+    try:
+        model.model_validate(data)
+    except ValidationError:
+        return False
+    return True
 
 
 # --- packaged prepare presets: platform/recplat/data/defaults/<name>.yaml ----------------------

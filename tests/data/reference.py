@@ -256,8 +256,9 @@ def build_sequences(interactions: pd.DataFrame, cfg: PrepareConfig):
                 scopes.append((domain, part))
 
         for scope, part in scopes:
-            # rows sorted by (timestamp, domain, item, rating); stable, NaN ratings last
-            part = part.sort_values(["timestamp", "domain", "item", "rating"], kind="mergesort")
+            # rows sorted by (timestamp, *tie_order, the other columns); stable, NaN ratings last
+            rest = [c for c in ("domain", "item", "rating") if c not in sc.tie_order]
+            part = part.sort_values(["timestamp", *sc.tie_order, *rest], kind="mergesort")
             read += len(part)
             if not user_kept:
                 dropped["user_subsampled"] += len(part)
@@ -466,42 +467,55 @@ def _density(users: int, items: int, interactions: int) -> float:
     return interactions / (users * items) if users and items else 0.0
 
 
-def dataset_stats(interactions: pd.DataFrame) -> dict:
-    """Paper-style tables (LLM-Rec Tables 1-3) from the final interactions (after k-core).
+def dataset_stats(sequences: list[dict], examples: list[dict], cfg: PrepareConfig) -> dict:
+    """Paper-style tables (LLM-Rec Tables 1-3) of the FINAL dataset, in stats.json's layout.
 
-    AMBIGUITY (layout): {"domains": {domain: {users, items, interactions, density}},
-    "all": {users, items, interactions, density}, "overlap": {a: {b: users}} for a < b,
-    "users_by_domains": {"1": users, ..., "<#domains>": users}}; density =
-    interactions / (users * items); the all-domain row counts items as (domain, item) pairs.
+    Counted over the kept sequences of the mixed scope when it is built (else the per-domain ones):
+    per domain users, items (distinct item_idx), interactions, density = inter / (users * items),
+    training (leave_one_out: all but each sequence's last two items; user: the train users'
+    sequences whole), validation / testing (examples by target domain); "all" sums the domains'
+    items and counts users once; overlap = users active in both domains (diagonal: the domain's
+    users); users_by_num_domains for 1..#domains.
     """
-    domains = sorted(set(interactions["domain"]))
-    per_domain = {}
+    mixed = cfg.sequences.scope in ("mixed", "both")
+    seqs = [s for s in sequences if (s["scope"] == schema.MIXED_SCOPE) == mixed]
+    r = np.asarray(cfg.split.ratios, dtype=np.float64) / sum(cfg.split.ratios)
     users_of: dict[str, set] = {}
-    for d in domains:
-        part = interactions[interactions["domain"] == d]
-        users_of[d] = set(part["user"])
-        n_users, n_items, n_inter = len(users_of[d]), part["item"].nunique(), len(part)
-        per_domain[d] = {
-            "users": n_users,
-            "items": n_items,
-            "interactions": n_inter,
-            "density": _density(n_users, n_items, n_inter),
-        }
-    n_users = interactions["user"].nunique()
-    n_items = len(set(zip(interactions["domain"], interactions["item"])))
-    overlap = {a: {b: len(users_of[a] & users_of[b]) for b in domains if b > a} for a in domains}
-    domains_per_user = interactions.groupby("user")["domain"].nunique()
-    by_count = Counter(domains_per_user.tolist())
+    items_of: dict[str, set] = {}
+    interactions: Counter = Counter()
+    training: Counter = Counter()
+    domains_of_user: dict[str, set] = {}
+    for seq in seqs:
+        n = len(seq["items"])
+        if cfg.split.method == "leave_one_out":
+            train_positions = range(max(n - 2, 0))
+        else:
+            u = U(cfg.seed, "user_split", H(seq["user"]), n=1)[0]
+            train_positions = range(n) if u < r[0] else range(0)
+        for t, (item, domain) in enumerate(zip(seq["items"], seq["domains"])):
+            users_of.setdefault(domain, set()).add(seq["user"])
+            items_of.setdefault(domain, set()).add(item)
+            domains_of_user.setdefault(seq["user"], set()).add(domain)
+            interactions[domain] += 1
+            training[domain] += t in train_positions
+    held_out = {k: Counter(e["target_domain"] for e in examples if e["split"] == split)
+                for k, split in (("validation", "valid"), ("testing", "test"))}
+    domains = sorted(interactions)
+
+    def row(name, users, items, inter, train, valid, test):
+        return {"domain": name, "users": users, "items": items, "interactions": inter,
+                "density": _density(users, items, inter), "training": train, "validation": valid, "testing": test}
+
+    rows = [row(d, len(users_of[d]), len(items_of[d]), interactions[d], training[d], held_out["validation"][d],
+                held_out["testing"][d]) for d in domains]
+    total = row("all", len(domains_of_user), sum(len(items_of[d]) for d in domains), sum(interactions.values()),
+                sum(training.values()), sum(held_out["validation"].values()), sum(held_out["testing"].values()))
+    by_count = Counter(len(ds) for ds in domains_of_user.values())
     return {
-        "domains": per_domain,
-        "all": {
-            "users": n_users,
-            "items": n_items,
-            "interactions": len(interactions),
-            "density": _density(n_users, n_items, len(interactions)),
-        },
-        "overlap": {a: v for a, v in overlap.items() if v},
-        "users_by_domains": {str(k): int(by_count.get(k, 0)) for k in range(1, len(domains) + 1)},
+        "domains": rows,
+        "all": total,
+        "overlap": {"domains": domains, "users": [[len(users_of[a] & users_of[b]) for b in domains] for a in domains]},
+        "users_by_num_domains": [{"num_domains": k, "users": by_count.get(k, 0)} for k in range(1, len(domains) + 1)],
     }
 
 
@@ -575,7 +589,7 @@ def reference_prepare(cfg: PrepareConfig, raw: RawInput | None = None) -> dict[s
     for split in schema.SPLITS:
         rows = [e for e in examples if e["split"] == split]
         out[f"examples/{split}"] = pa.Table.from_pylist(rows, schema=schema.EXAMPLES)
-    out["stats"] = dataset_stats(df)
+    out["stats"] = dataset_stats(seqs, examples, cfg)
     out["accounting"] = accounting
     out["kcore_rounds"] = rounds
     return out
@@ -595,5 +609,5 @@ REFERENCE_CHOICES = """
 - splits: the min_history existence rule applies to every split and to the `user` method.
 - target_domains: [] keeps nothing; None disables the filter.
 - cold_start: s[0..t] includes the target; seen is global over users and scopes.
-- stats layout: see dataset_stats.
+- stats: of the final sequences and examples, stats.json's layout (see dataset_stats).
 """

@@ -168,3 +168,35 @@ def test_empty_batch():
     items = _items({"A": 5})
     out = sample_candidates(_examples([]), CandidatePool.build(items, np.ones(6, np.int64)), CandidatesConfig(), SEED)
     assert out.num_rows == 0 and "candidates" in out.column_names and "prefix" not in out.column_names
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[str(i) for i in range(len(VARIANTS))])
+def test_fused_splits_and_candidates_equal_the_two_stages(variant):
+    """Issue #21: candidates drawn from the sequences (first positions, no per-example prefix) are
+    exactly those drawn from the materialised prefixes, row for row."""
+    from recplat.data import splits
+    from recplat.data.candidates import examples_with_candidates
+    from recplat.data.config import SplitConfig
+
+    rng = np.random.default_rng(7 + len(str(variant)))
+    items = _items({"A": 20, "B": 20, "C": 20})
+    popularity = rng.integers(1, 50, items.num_rows + 1)
+    pool = CandidatePool.build(items, popularity)
+    cfg = CandidatesConfig(**variant)
+    seqs = []
+    for k in range(120):
+        values = [int(i) for i in rng.integers(1, 61 if k % 3 else 8, int(rng.integers(1, 30)))]  # some with many repeats
+        seqs.append({"user": f"u{k}", "scope": ["__mixed__", "B"][k % 2], "items": values,
+                     "domains": [["A", "B", "C"][(i - 1) // 20] for i in values], "bucket": 0})
+    seqs = pa.Table.from_pylist(seqs, schema=pa.schema([("user", pa.string()), ("scope", pa.string()),
+                                                        ("items", pa.list_(pa.int32())), ("domains", pa.list_(pa.string())),
+                                                        ("bucket", pa.int32())]))
+    split = SplitConfig(max_history=5, target_domains=["A", "B"])
+    two_stages = splits.make_examples(seqs, split, SEED)
+    kept = two_stages.filter(pa.compute.is_null(two_stages.column("drop_reason")))
+    want = sample_candidates(kept, pool, cfg, SEED)
+    fused = examples_with_candidates(seqs, split, pool, cfg, SEED)
+    assert "prefix" not in fused.column_names and fused.num_rows == two_stages.num_rows
+    got = fused.filter(pa.compute.is_null(fused.column("drop_reason")))
+    assert got.select(want.column_names).equals(want)
+    assert set(len(c) for c in fused.filter(pa.compute.is_valid(fused.column("drop_reason"))).column("candidates").to_pylist()) <= {0}

@@ -57,6 +57,7 @@ def assert_matches_reference(cfg: PrepareConfig, out) -> dict:
         assert_tables_equal(load_output(out, name), ref[name], keys, name)
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert stages == ref["accounting"], "row accounting differs from the reference"
+    assert json.loads((out / "stats.json").read_text()) == ref["stats"], "stats.json differs from the reference"
     return ref
 
 
@@ -153,6 +154,7 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(ray_local, tmp_path,
     from recplat.data import candidates
 
     monkeypatch.setattr(candidates, "candidates_stage", boom)
+    monkeypatch.setattr(candidates, "examples_candidates_stage", boom)  # the fused splits + candidates
     with pytest.raises(RuntimeError, match="killed during candidates"):
         prepare(synthetic_cfg(users=120), out, overwrite=True, show_progress=False)
     # the earlier complete dataset is untouched, and no partial directory is left beside it

@@ -199,7 +199,8 @@ def test_kcore_cascades_over_rounds(tmp_path):
     assert acct(out, "kcore") == {"stage": "kcore", "unit": "interactions", "read": 8, "kept": 4, "dropped": {"kcore": 4}}
     assert out["kcore_rounds"] >= 2
     assert out["items"].column("item").to_pylist() == ["a", "b"]  # c, d lost every interaction
-    assert out["stats"]["all"] == {"users": 2, "items": 2, "interactions": 4, "density": 1.0}
+    assert out["stats"]["all"] == {"domain": "all", "users": 2, "items": 2, "interactions": 4, "density": 1.0,
+                                   "training": 0, "validation": 0, "testing": 2}
 
 
 def test_kcore_fixed_point_is_maximal(tmp_path):
@@ -487,15 +488,15 @@ def test_stats_tables(tmp_path):
     ]
     items = items_of("X", "a", "b") + items_of("Y", "p") + items_of("Z", "m")
     out, _ = prepare(tmp_path, inter, items)
+    # the final dataset (LOO): u1 = a p m, u2 = a b p, u3 = b (too short for a valid/test example)
+    row = lambda d, users, items, inter, train, valid, test: {  # noqa: E731
+        "domain": d, "users": users, "items": items, "interactions": inter, "density": inter / (users * items),
+        "training": train, "validation": valid, "testing": test}
     assert out["stats"] == {
-        "domains": {
-            "X": {"users": 3, "items": 2, "interactions": 4, "density": 4 / 6},
-            "Y": {"users": 2, "items": 1, "interactions": 2, "density": 1.0},
-            "Z": {"users": 1, "items": 1, "interactions": 1, "density": 1.0},
-        },
-        "all": {"users": 3, "items": 4, "interactions": 7, "density": 7 / 12},
-        "overlap": {"X": {"Y": 2, "Z": 1}, "Y": {"Z": 1}},
-        "users_by_domains": {"1": 1, "2": 1, "3": 1},
+        "domains": [row("X", 3, 2, 4, 2, 1, 0), row("Y", 2, 1, 2, 0, 1, 1), row("Z", 1, 1, 1, 0, 0, 1)],
+        "all": row("all", 3, 4, 7, 2, 2, 2),
+        "overlap": {"domains": ["X", "Y", "Z"], "users": [[3, 2, 1], [2, 2, 1], [1, 1, 1]]},
+        "users_by_num_domains": [{"num_domains": k, "users": 1} for k in (1, 2, 3)],
     }
 
 

@@ -137,6 +137,22 @@ def _random_rows(rng, n=1500, users=60):
     return rows
 
 
+def test_llmrec_tie_order_ignores_the_domain_and_repeats_are_kept():
+    """Issue #18.1-2: LLM-Rec sorts by (timestamp, item, rating) and keeps an item rated again."""
+    rows = [("u1", 7, "A", 5, 2.0), ("u1", 3, "B", 5, 1.0), ("u1", 3, "A", 9), ("u1", 3, "B", 12), ("u1", 5, "A", 5, 1.0)]
+    llmrec = SequencesConfig(tie_order=["item", "rating"])
+    assert llmrec.sort_keys() == ["timestamp", "item", "rating", "domain"]
+    (seq,) = _run(rows, tie_order=["item", "rating"])
+    assert seq["items"] == [3, 5, 7, 3, 3] and seq["domains"] == ["B", "A", "A", "A", "B"]
+    assert seq["n_consecutive_repeat"] == 0
+    (default,) = _run(rows)  # (timestamp, domain, item, rating)
+    assert default["items"] == [5, 7, 3, 3, 3]
+    (dropping,) = _run(rows, tie_order=["item", "rating"], drop_consecutive_repeats=True)  # the opt-in item-level drop
+    assert dropping["items"] == [3, 5, 7, 3] and dropping["n_consecutive_repeat"] == 1
+    with pytest.raises(ValueError, match="tie_order"):
+        SequencesConfig(tie_order=["item", "item"])
+
+
 def _prepare_cfg(**seq) -> PrepareConfig:
     return validate(PrepareConfig, {"seed": SEED, "sources": [{"kind": "synthetic"}], "sequences": seq}, source="test")
 
@@ -146,6 +162,8 @@ VARIANTS = [
     dict(scope="both", one_per_day=True, drop_consecutive_repeats=True, max_length=5, min_length=3),
     dict(scope="per_domain", one_per_day=True, min_length=2, user_ratio=0.6),
     dict(scope="mixed", drop_consecutive_repeats=True, max_length=1, min_length=1, user_ratio=0.3),
+    dict(scope="both", tie_order=["item", "rating"], one_per_day=True),
+    dict(scope="mixed", tie_order=["rating"]),
 ]
 
 

@@ -131,10 +131,27 @@ class SequencesConfig(StrictModel):
     # or both (CPRec's domain-specific + mixed corpus)
     scope: Literal["mixed", "per_domain", "both"] = "mixed"
     one_per_day: bool = False  # X-Cross: one seeded random interaction per calendar day (UTC)
-    drop_consecutive_repeats: bool = False  # LLM-Rec: remove consecutive identical interactions
+    # opt-in: drop a row whose ITEM equals the previous kept row's. Not LLM-Rec's rule: its code
+    # removes consecutive identical interactions (item, rating, domain, time all equal), which
+    # after `dedupe` removes nothing, so the LLM-Rec presets leave this off (spec §1.2 step 4)
+    drop_consecutive_repeats: bool = False
+    # same-timestamp rows are ordered by these columns, then by the unlisted ones (so the order
+    # is total); LLM-Rec's code sorts by (timestamp, item, rating): [item, rating]
+    tie_order: list[Literal["domain", "item", "rating"]] = ["domain", "item", "rating"]
     min_length: int = Field(default=0, ge=0)  # sequences shorter than this are dropped
     max_length: int | None = Field(default=None, ge=1)  # keep only the most recent items
     user_ratio: float = Field(default=1.0, gt=0, le=1)  # seeded user subsampling
+
+    @model_validator(mode="after")
+    def _tie_order_distinct(self):
+        if len(set(self.tie_order)) != len(self.tie_order):
+            raise ValueError(f"tie_order must not repeat a column, got {self.tie_order}")
+        return self
+
+    def sort_keys(self) -> list[str]:
+        """Rule 2's order inside a sequence: timestamp, the `tie_order` columns, then the rest."""
+        rest = [c for c in ("domain", "item", "rating") if c not in self.tie_order]
+        return ["timestamp", *self.tie_order, *rest]
 
 
 class SplitConfig(StrictModel):

@@ -49,7 +49,13 @@ def fingerprint(tasks: list[ReadTask]) -> list[dict]:
 
 
 def _read_one(task: ReadTask, strict: bool):
-    result = run_read(task, strict)
+    """-> (interactions, (items, rejects, records)), or (empty, DataError message) for bad input:
+    returned, not raised, so that Ray does not also print the failed task's traceback (and one
+    "Unhandled error" per unread result) after the one-line message."""
+    try:
+        result = run_read(task, strict)
+    except DataError as exc:
+        return schema.empty(schema.INTERACTIONS), str(exc)
     return result.interactions, (result.items, result.rejects, result.records)
 
 
@@ -67,13 +73,9 @@ def read_inputs(tasks: list[ReadTask], strict: bool, progress=None) -> ReadOutpu
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         idx = pending.pop(done[0])
-        try:
-            results[idx] = ray.get(done[0])
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(exc.cause, Exception) else exc
-            if isinstance(cause, DataError):
-                raise DataError(str(cause)) from None
-            raise
+        results[idx] = ray.get(done[0])
+        if isinstance(results[idx], str):
+            raise DataError(results[idx])
         if progress is not None:
             progress.update(1)
     for idx in range(len(tasks)):  # plan order, whatever order the tasks finished in

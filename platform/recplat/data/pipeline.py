@@ -59,8 +59,10 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
     with atomic_dir(out, overwrite=overwrite) as tmp:
         # --- read --------------------------------------------------------------------------
         bar = log.bar(len(tasks), "read")
-        read = read_inputs(tasks, cfg.strict, progress=bar)
-        log.close(bar)
+        try:
+            read = read_inputs(tasks, cfg.strict, progress=bar)
+        finally:  # so that a --strict error line is not glued to the bar
+            log.close(bar)
         write_parquet_atomic(tmp / "rejected.parquet", read.rejects)
         read_count = StageCount("read", "records")
         read_count.add(read.records, read.interaction_rows + read.item_rows, _counts(read.rejects, "reason"))
@@ -118,17 +120,17 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
         log.stage(count)
         seqs = seqs.map_batches(accounting.kept, batch_format="pyarrow").materialize()
 
-        # --- splits ----------------------------------------------------------------------
-        examples = splits.examples_stage(seqs, cfg.split, cfg.seed)
-        if cfg.split.cold_start:
-            examples = splits.cold_start_stage(examples)
-        examples, count = _filter_counted(examples, "splits", "examples")
+        # --- splits and candidates ---------------------------------------------------------
+        pool = ray.put(candidates.CandidatePool.build(items, popularity_by_idx(items, popularity)))
+        if cfg.split.cold_start:  # the seen set is global: split everything, then draw candidates
+            examples = splits.cold_start_stage(splits.examples_stage(seqs, cfg.split, cfg.seed))
+            examples, count = _filter_counted(examples, "splits", "examples")
+            examples = candidates.candidates_stage(examples, pool, cfg.candidates, cfg.seed).materialize()
+        else:  # fused: candidates drawn from the sequences in the same task, no per-example prefix
+            examples = candidates.examples_candidates_stage(seqs, cfg.split, pool, cfg.candidates, cfg.seed)
+            examples, count = _filter_counted(examples, "splits", "examples")
         report.stages.append(count)
         log.stage(count)
-
-        # --- candidates ------------------------------------------------------------------
-        pool = candidates.CandidatePool.build(items, popularity_by_idx(items, popularity))
-        examples = candidates.candidates_stage(examples, ray.put(pool), cfg.candidates, cfg.seed).materialize()
         log.step("candidates", f"{cfg.candidates.count} per valid/test example, {cfg.candidates.train_negatives} per train example")
 
         # --- write the user-keyed tables -------------------------------------------------
@@ -153,8 +155,8 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
                 )
             log.step("render", ", ".join(cfg.render.families))
 
-        # --- stats -----------------------------------------------------------------------
-        report.stats = stats.stats_stage(ds, P)
+        # --- stats of the final dataset, in the papers' columns (per-stage counts: manifest) ---
+        report.stats = stats.stats_stage(seqs, examples, cfg.sequences.scope, cfg.split, cfg.seed, P)
         write_json_atomic(tmp / "stats.json", report.stats)
 
         # --- manifest (last: a directory with a manifest is complete) ---------------------

@@ -2,7 +2,7 @@
 
 Semantics: docs/data-plane.md, "Exact semantics" -> sequences (unit = interactions, counted once
 per scope built). Per user: 1. seeded user subsampling (`user_ratio`); 2. one sequence per scope,
-rows sorted by (timestamp, domain, item, rating); 3. `one_per_day` keeps the seeded row of each
+rows sorted by (timestamp, *tie_order, the other columns) (`SequencesConfig.sort_keys`); 3. `one_per_day` keeps the seeded row of each
 day; 4. `drop_consecutive_repeats`; 5. `max_length` keeps the most recent rows; 6. `min_length`
 drops short sequences whole.
 
@@ -74,7 +74,7 @@ def build_sequences(table: pa.Table, cfg: SequencesConfig, seed: int) -> pa.Tabl
     if table.num_rows == 0:
         return OUTPUT.empty_table()
     rows = scoped_rows(table, cfg.scope)
-    keys = ("user", "scope", "timestamp", "domain", "item", "rating")  # rule 2; missing ratings last
+    keys = ("user", "scope", *cfg.sort_keys())  # rule 2; missing ratings last
     order = pc.sort_indices(rows, sort_keys=[(c, "ascending", "at_end") for c in keys])
     rows = rows.take(order)
     n = rows.num_rows

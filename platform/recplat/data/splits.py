@@ -75,8 +75,15 @@ def example_targets(lengths: np.ndarray, users: np.ndarray, cfg: SplitConfig, se
 def make_examples(seqs: pa.Table, cfg: SplitConfig, seed: int) -> pa.Table:
     """Kept sequences (schema.SEQUENCES + `bucket`) -> `OUTPUT` rows sorted by (user, scope,
     split code, position) within the block; `drop_reason` = `other_domain` or null."""
+    return examples_of(seqs, cfg, seed, prefix=True)[0]
+
+
+def examples_of(seqs: pa.Table, cfg: SplitConfig, seed: int, prefix: bool) -> tuple[pa.Table, np.ndarray]:
+    """`make_examples`, and each example's row in `seqs`; without the (quadratic) `prefix` column
+    when `prefix` is False (the fused candidates stage reads the sequences instead)."""
     if seqs.num_rows == 0:
-        return OUTPUT.empty_table()
+        schema = OUTPUT if prefix else OUTPUT.remove(OUTPUT.get_field_index("prefix"))
+        return schema.empty_table(), np.zeros(0, np.int64)
     items_col = seqs.column("items").combine_chunks()
     lengths = pc.list_value_length(items_col).to_numpy(zero_copy_only=False).astype(np.int64)
     starts = np.zeros(len(lengths), dtype=np.int64)
@@ -91,7 +98,6 @@ def make_examples(seqs: pa.Table, cfg: SplitConfig, seed: int) -> pa.Table:
 
     history_start = starts[seq] + np.maximum(0, t - cfg.max_history)
     history_idx, history_off = _ranges(history_start, starts[seq] + t - history_start)
-    prefix_idx, prefix_off = _ranges(starts[seq], t)
     target_at = pa.array(starts[seq] + t)
     target_domain = domains.take(target_at)
     reason = pa.nulls(len(seq), pa.string())
@@ -107,11 +113,14 @@ def make_examples(seqs: pa.Table, cfg: SplitConfig, seed: int) -> pa.Table:
         "history": pa.ListArray.from_arrays(pa.array(history_off, pa.int32()), items.take(pa.array(history_idx))),
         "target": items.take(target_at),
         "target_domain": target_domain,
-        "prefix": pa.ListArray.from_arrays(pa.array(prefix_off, pa.int32()), items.take(pa.array(prefix_idx))),
         "bucket": seqs.column("bucket").take(seq_at),
         DROP: reason,
     }
-    return pa.table([columns[f.name] for f in OUTPUT], names=OUTPUT.names).cast(OUTPUT)
+    if prefix:
+        prefix_idx, prefix_off = _ranges(starts[seq], t)
+        columns["prefix"] = pa.ListArray.from_arrays(pa.array(prefix_off, pa.int32()), items.take(pa.array(prefix_idx)))
+    fields = [f for f in OUTPUT if f.name in columns]
+    return pa.table([columns[f.name] for f in fields], names=[f.name for f in fields]).cast(pa.schema(fields)), seq
 
 
 def examples_stage(seqs_ds, cfg: SplitConfig, seed: int):

@@ -1,7 +1,14 @@
-"""Dataset statistics as the papers print them, from the final interactions.
+"""Dataset statistics as the papers print them, from the FINAL dataset (the written sequences and
+examples, not an earlier stage; per-stage row counts are in manifest.json).
 
 - per domain and over all domains: #users, #items, #interactions, density = inter / (users * items)
-  (LLM-Rec §1.2 Table 1, X-Cross §2.8 Table 1, MoLoRec §3.3, CPRec §4.4/§4.6);
+  (LLM-Rec §1.2 Table 1, X-Cross §2.8 Table 1, MoLoRec §3.3, CPRec §4.4/§4.6), counted over the
+  items of the kept sequences of one scope (`mixed` when built, else the per-domain ones);
+- #training, as LLM-Rec Table 1 counts it: the interactions the training split may use, i.e.
+  every item of a sequence but its last two (valid and test targets) for `leave_one_out`, so
+  #Training = #Interactions - 2 * #Users; every item of the train users' sequences for the
+  `user` split. #validation / #testing: the written valid / test examples by target domain
+  (Table 1's #Testing per domain = users whose last interaction is in that domain);
 - pairwise user overlap between domains (LLM-Rec Table 2; the diagonal is each domain's #users);
 - users by the number of domains they are active in (LLM-Rec Table 3).
 
@@ -23,21 +30,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recplat.data.config import SplitConfig
+from recplat.data.schema import MIXED_SCOPE
+from recplat.data.splits import example_targets
 from recplat.errors import DataError
 
 PARTIAL = pa.schema(
     [
-        ("kind", pa.string()),  # "users" | "interactions" | "item"
+        ("kind", pa.string()),  # "users" | "interactions" | "item" | "training" | "validation" | "testing"
         ("domains", pa.list_(pa.string())),  # users: the users' sorted domain set; else [domain]
-        ("item", pa.string()),  # kind "item": the raw item id (null otherwise)
-        ("count", pa.int64()),  # users with that domain set / interactions / interactions of the item
+        ("item", pa.string()),  # kind "item": the item id (null otherwise)
+        ("count", pa.int64()),  # users with that domain set / interactions / interactions of the item / ...
     ]
 )
+SPLIT_KINDS = {"train": "training", "valid": "validation", "test": "testing"}
 _MAX_DOMAINS = 62  # domain sets are int64 bitmasks inside one batch
 
 
 def partial_stats(batch: pa.Table) -> pa.Table:
-    """Summary of a user-complete batch of interactions (columns user, item, domain)."""
+    """Summary of a user-complete batch of interactions (columns user, item, domain; an optional
+    boolean `training` column adds per-domain "training" counts)."""
     if batch.num_rows == 0:
         return PARTIAL.empty_table()
     domain_names = sorted(set(batch.column("domain").to_pylist()))
@@ -57,11 +69,15 @@ def partial_stats(batch: pa.Table) -> pa.Table:
         rows_item.append(None)
         rows_count.append(users)
     per_domain = batch.group_by("domain").aggregate([("domain", "count")])
-    for domain, count in zip(per_domain.column("domain").to_pylist(), per_domain.column("domain_count").to_pylist()):
-        rows_kind.append("interactions")
-        rows_domains.append([domain])
-        rows_item.append(None)
-        rows_count.append(count)
+    counted = [("interactions", per_domain)]
+    if "training" in batch.column_names:
+        counted.append(("training", batch.filter(batch.column("training")).group_by("domain").aggregate([("domain", "count")])))
+    for kind, table in counted:
+        for domain, count in zip(table.column("domain").to_pylist(), table.column("domain_count").to_pylist()):
+            rows_kind.append(kind)
+            rows_domains.append([domain])
+            rows_item.append(None)
+            rows_count.append(count)
     head = pa.table(
         {"kind": rows_kind, "domains": rows_domains, "item": pa.array(rows_item, pa.string()), "count": rows_count},
         schema=PARTIAL,
@@ -86,6 +102,7 @@ def combine(partials: Iterable[pa.Table]) -> dict:
     """Add up partial summaries into the JSON-able stats dict (see `format_stats` for the layout)."""
     domain_sets: Counter = Counter()
     interactions: Counter = Counter()
+    split_counts: dict[str, Counter] = {kind: Counter() for kind in SPLIT_KINDS.values()}
     items: dict[str, set] = {}
     for part in partials:
         for kind, domains, item, count in zip(
@@ -96,6 +113,8 @@ def combine(partials: Iterable[pa.Table]) -> dict:
                 domain_sets[tuple(domains)] += count
             elif kind == "interactions":
                 interactions[domains[0]] += count
+            elif kind in split_counts:
+                split_counts[kind][domains[0]] += count
             else:
                 items.setdefault(domains[0], set()).add(item)
     domains = sorted(set(interactions) | set(items) | {d for s in domain_sets for d in s})
@@ -109,8 +128,10 @@ def combine(partials: Iterable[pa.Table]) -> dict:
         for a, b in combinations(dset, 2):
             overlap[index[a], index[b]] += users
             overlap[index[b], index[a]] += users
-    rows = [_row(d, int(overlap[index[d], index[d]]), len(items.get(d, ())), interactions[d]) for d in domains]
-    total = _row("all", sum(domain_sets.values()), sum(r["items"] for r in rows), sum(interactions.values()))
+    splits = lambda d: {kind: c[d] for kind, c in split_counts.items()}  # noqa: E731
+    rows = [_row(d, int(overlap[index[d], index[d]]), len(items.get(d, ())), interactions[d], splits(d)) for d in domains]
+    total = _row("all", sum(domain_sets.values()), sum(r["items"] for r in rows), sum(interactions.values()),
+                 {kind: sum(c.values()) for kind, c in split_counts.items()})
     return {
         "domains": rows,
         "all": total,
@@ -119,9 +140,10 @@ def combine(partials: Iterable[pa.Table]) -> dict:
     }
 
 
-def _row(domain: str, users: int, items: int, interactions: int) -> dict:
+def _row(domain: str, users: int, items: int, interactions: int, splits: dict | None = None) -> dict:
     density = interactions / (users * items) if users and items else 0.0
-    return {"domain": domain, "users": users, "items": items, "interactions": interactions, "density": density}
+    row = {"domain": domain, "users": users, "items": items, "interactions": interactions, "density": density}
+    return row | {kind: int(n) for kind, n in (splits or {}).items()}
 
 
 def stats_table(table: pa.Table) -> dict:
@@ -129,14 +151,63 @@ def stats_table(table: pa.Table) -> dict:
     return combine([partial_stats(table)])
 
 
-def stats_stage(interactions_ds, num_partitions: int | None = None) -> dict:
-    """Ray Data: partial stats per user bucket (`bucket` column), summed on the driver as they stream in."""
-    if "bucket" not in interactions_ds.schema().names:
-        raise DataError("stats: the interactions dataset needs the `bucket` column (seeded.bucket_of)")
-    parts = interactions_ds.groupby("bucket", num_partitions=num_partitions).map_groups(
-        partial_stats, batch_format="pyarrow"
+def sequence_rows(seqs: pa.Table, scope: str, split: SplitConfig, seed: int) -> pa.Table:
+    """The final interactions: (user, item, domain, training) for every item of the kept
+    sequences of the stats scope (`scope` is SequencesConfig.scope: the mixed sequences when
+    they are built, else the per-domain ones). `training` as in the module docstring."""
+    if scope in ("mixed", "both"):
+        seqs = seqs.filter(pc.equal(seqs.column("scope"), MIXED_SCOPE))
+    lengths = pc.list_value_length(seqs.column("items")).to_numpy(zero_copy_only=False).astype(np.int64)
+    seq_of_row = np.repeat(np.arange(seqs.num_rows), lengths)
+    position = np.arange(len(seq_of_row)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    if split.method == "leave_one_out":
+        training = position < lengths[seq_of_row] - 2
+    else:
+        seq_index, code, _ = example_targets(lengths, seqs.column("user").to_numpy(zero_copy_only=False), split, seed)
+        train_seq = np.zeros(seqs.num_rows, dtype=bool)
+        train_seq[seq_index] = code == 0
+        training = train_seq[seq_of_row]
+    return pa.table({
+        "user": seqs.column("user").take(pa.array(seq_of_row, pa.int64())),
+        "item": pc.list_flatten(seqs.column("items")).cast(pa.string()),
+        "domain": pc.list_flatten(seqs.column("domains")),
+        "training": pa.array(training, pa.bool_()),
+    })
+
+
+def partial_from_sequences(seqs: pa.Table, scope: str, split: SplitConfig, seed: int) -> pa.Table:
+    """`partial_stats` of a batch of kept sequences holding whole users."""
+    return partial_stats(sequence_rows(seqs, scope, split, seed))
+
+
+def partial_from_examples(examples: pa.Table) -> pa.Table:
+    """Per (split, target domain) example counts as PARTIAL rows of kind validation / testing."""
+    counts = examples.group_by(["split", "target_domain"]).aggregate([("split", "count")])
+    counts = counts.filter(pc.is_in(counts.column("split"), pa.array(["valid", "test"])))
+    kinds = [SPLIT_KINDS[s] for s in counts.column("split").to_pylist()]
+    domains = [[d] for d in counts.column("target_domain").to_pylist()]
+    return pa.table({"kind": kinds, "domains": domains, "item": pa.nulls(len(kinds), pa.string()),
+                     "count": counts.column("split_count").cast(pa.int64())}, schema=PARTIAL)
+
+
+def final_stats(seqs: pa.Table, examples: pa.Table, scope: str, split: SplitConfig, seed: int) -> dict:
+    """Stats of an in-memory final dataset: kept sequences and written examples."""
+    return combine([partial_from_sequences(seqs, scope, split, seed), partial_from_examples(examples)])
+
+
+def stats_stage(seqs_ds, examples_ds, scope: str, split: SplitConfig, seed: int, num_partitions: int | None = None) -> dict:
+    """Ray Data: partial stats of the kept sequences per user bucket (`bucket` column) and of the
+    examples per block, summed on the driver as they stream in."""
+    if "bucket" not in seqs_ds.schema().names:
+        raise DataError("stats: the sequences dataset needs the `bucket` column (seeded.bucket_of)")
+    parts = seqs_ds.groupby("bucket", num_partitions=num_partitions).map_groups(
+        partial_from_sequences, batch_format="pyarrow", fn_kwargs=dict(scope=scope, split=split, seed=seed)
     )
-    return combine(parts.iter_batches(batch_format="pyarrow", batch_size=None))
+    example_parts = examples_ds.select_columns(["split", "target_domain"]).map_batches(
+        partial_from_examples, batch_format="pyarrow", batch_size=None
+    )
+    return combine([*parts.iter_batches(batch_format="pyarrow", batch_size=None),
+                    *example_parts.iter_batches(batch_format="pyarrow", batch_size=None)])
 
 
 # --- text tables for the terminal ------------------------------------------------------------
@@ -149,11 +220,13 @@ def _grid(header: list[str], rows: list[list[str]]) -> list[str]:
 def format_stats(stats: dict) -> str:
     """The three tables as fixed-width text (what `recplat prepare` prints)."""
     lines = ["Dataset statistics"]
+    splits = [k for k in SPLIT_KINDS.values() if k in stats["all"]]
     body = [
         [r["domain"], f"{r['users']:,}", f"{r['items']:,}", f"{r['interactions']:,}", f"{r['density']:.2e}"]
+        + [f"{r[k]:,}" for k in splits]
         for r in stats["domains"] + [stats["all"]]
     ]
-    lines += _grid(["Domain", "#Users", "#Items", "#Interactions", "Density"], body)
+    lines += _grid(["Domain", "#Users", "#Items", "#Interactions", "Density"] + [f"#{k.capitalize()}" for k in splits], body)
     names, matrix = stats["overlap"]["domains"], stats["overlap"]["users"]
     lines += ["", "User overlap between domains (diagonal: users of the domain)"]
     lines += _grid([""] + names, [[names[i]] + [f"{v:,}" for v in row] for i, row in enumerate(matrix)])

@@ -101,7 +101,8 @@ def read_interactions(task: ReadTask, strict: bool, layout: Layout) -> ReadResul
     keys = layout.keys
     rating, domain = keys.get("rating"), keys.get("domain")
     ids = [keys["user"], keys["item"]] + ([domain] if domain else [])
-    if lines.use_fast_path(task):
+    cut = cut_last_line(task.path, layout)
+    if cut is None and lines.use_fast_path(task):
         table = _fast(task.path, layout)
         numbers = [rating] if rating else []
         if layout.fractional_timestamps:
@@ -136,7 +137,8 @@ def read_interactions(task: ReadTask, strict: bool, layout: Layout) -> ReadResul
         return row + (lines.text_field(parts[position["domain"]], domain),) if domain else row
 
     rejects = Rejects(task.path, strict)
-    rows = lines.parse_lines(task.path, parse, rejects, encoding=layout.encoding, skip=1 if layout.header else 0)
+    rows = lines.parse_lines(task.path, parse, rejects, encoding=layout.encoding, skip=1 if layout.header else 0,
+                             reject_lines={cut: "truncated_last_line"} if cut else None)
     if not domain:
         return lines.interactions_from_rows(rows, task.domain, rejects)
     domains = [row[4] for row in rows]
@@ -145,6 +147,26 @@ def read_interactions(task: ReadTask, strict: bool, layout: Layout) -> ReadResul
         result.interactions.schema.get_field_index("domain"), "domain", pa.array(domains, pa.string())
     )
     return result
+
+
+def cut_last_line(path: str, layout: Layout) -> int | None:
+    """The line number of a last line cut inside its final timestamp, else None.
+
+    A file cut short mid-timestamp ("B00X,A1,5.0,14") still parses, as a 1970 timestamp. The sign:
+    no newline at the end, the timestamp is the last column, and it has fewer digits than the line
+    before's. (A last line merely missing its newline, or a cut elsewhere, which leaves too few
+    columns, is not this case.)
+    """
+    if layout.columns[-1] != layout.keys["timestamp"] or layout.fractional_timestamps:
+        return None
+    tail = lines.unterminated_tail(path, layout.encoding)
+    if tail is None or tail[2] is None:
+        return None
+    number, last, previous = tail
+    last_stamp, previous_stamp = split_line(last, layout)[-1].strip(), split_line(previous, layout)[-1].strip()
+    if previous_stamp.isdigit() and last_stamp.isdigit() and len(last_stamp) < len(previous_stamp):
+        return number
+    return None
 
 
 def _truncate(stamps: pa.ChunkedArray) -> pa.ChunkedArray | None:

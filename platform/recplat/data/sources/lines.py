@@ -77,8 +77,13 @@ class Rejects:
         )
 
 
-def parse_lines(path: str, parse: Callable[[str], Any], rejects: Rejects, encoding: str = "utf-8", skip: int = 0) -> list:
-    """`parse(text)` for every non-blank line after the first `skip`; a BadRecord becomes a reject."""
+def parse_lines(
+    path: str, parse: Callable[[str], Any], rejects: Rejects, encoding: str = "utf-8", skip: int = 0,
+    reject_lines: dict[int, str] | None = None,
+) -> list:
+    """`parse(text)` for every non-blank line after the first `skip`; a BadRecord becomes a reject.
+    `reject_lines` {line number: reason}: lines already judged bad (e.g. a cut last line)."""
+    reject_lines = reject_lines or {}
     rows = []
     try:
         with open_binary(path) as fh:
@@ -92,6 +97,9 @@ def parse_lines(path: str, parse: Callable[[str], Any], rejects: Rejects, encodi
                     continue
                 if not text.strip():
                     continue
+                if number in reject_lines:
+                    rejects.add(number, reject_lines[number], text)
+                    continue
                 try:
                     rows.append(parse(text))
                 except BadRecord as bad:
@@ -99,6 +107,27 @@ def parse_lines(path: str, parse: Callable[[str], Any], rejects: Rejects, encodi
     except (OSError, EOFError) as exc:  # a truncated or corrupt .gz
         raise DataError(f"{path}: cannot read the file ({exc})") from None
     return rows
+
+
+def unterminated_tail(path: str, encoding: str = "utf-8") -> tuple[int, str, str | None] | None:
+    """(line number, text, previous line's text) of a plain file's last line when the file does not
+    end with a newline, else None. A download or copy cut short ends mid-line like this. Not for
+    .gz files: a gzip stream cut short fails to decompress as a whole (`parse_lines` says so)."""
+    if str(path).endswith(".gz"):
+        return None
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        if size == 0:
+            return None
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return None
+        fh.seek(0)
+        newlines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 24), b""))
+        fh.seek(max(0, size - (1 << 16)))
+        tail = fh.read().split(b"\n")
+    text = lambda raw: raw.decode(encoding, "replace").rstrip("\r")  # noqa: E731
+    return newlines + 1, text(tail[-1]), text(tail[-2]) if len(tail) > 1 else None
 
 
 def first_line(path: str, encoding: str = "utf-8") -> str:
