@@ -182,12 +182,16 @@ def _add_submit(sub) -> None:
     p.add_argument("--timeout", type=float, help="with --wait: give up waiting after this many seconds")
     p.add_argument("--pip", action="store_true", help="install pyproject's pinned requirements in the job's env")
     p.add_argument("--dry-run", action="store_true", help="print the entrypoint and runtime_env, submit nothing")
+    p.add_argument("--storage-root", default="~/recplat-runs",
+                   help="folder on the head node for the run's data, checkpoints and run.json (default: ~/recplat-runs)")
+    p.add_argument("--allow-plain-http", action="store_true",
+                   help="send the auth token over http:// to a non-loopback host (trusted networks only)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="run overrides, e.g. recipe.train.lr=1e-4")
     p.set_defaults(func=_run_submit)
 
 
 def _run_submit(args) -> int:
-    import shlex
+    import os
 
     from recplat.catalog import Catalog
     from recplat.config import dump_yaml
@@ -200,13 +204,17 @@ def _run_submit(args) -> int:
     from recplat.run import validate_job
 
     validate_job(spec, args.profile, args.variant, args.overrides)  # and a bad recipe section
-    entrypoint = ["recplat", "run", spec.name, "--profile", args.profile]
-    entrypoint += (["--variant", args.variant] if args.variant else []) + list(args.overrides)
+    from recplat.submit import PLAIN_HTTP_OPT_IN, describe_upload, job_entrypoint
+
+    entrypoint, run_dir = job_entrypoint(spec.name, args.profile, args.variant, list(args.overrides), args.storage_root)
     runtime_env = build_runtime_env(pip=args.pip)
+    print(f"recplat: {describe_upload(runtime_env)}", file=sys.stderr)
     if args.dry_run:
-        print(f"entrypoint: {shlex.join(entrypoint)}")
+        print(f"entrypoint: {entrypoint}")
         print(dump_yaml({"runtime_env": runtime_env}), end="")
         return 0
+    if args.allow_plain_http:
+        os.environ[PLAIN_HTTP_OPT_IN] = "1"
     address = normalise_address(args.address)
     label = spec.name.replace("/", "-") + f"-{args.profile}" + (f"-{args.variant}" if args.variant else "")
     job_id = submit_entrypoint(
@@ -214,6 +222,8 @@ def _run_submit(args) -> int:
         metadata={"recplat_job": spec.name, "profile": args.profile, "variant": args.variant or ""},
     )  # fmt: skip
     print(job_id)
+    print(f"  results: {run_dir} on the head node (fetch: ray rsync-down cluster/aws.yaml {run_dir}/ runs/)",
+          file=sys.stderr)
     if not args.wait:
         print(f"  logs:   ray job logs {job_id} --address {address} --follow", file=sys.stderr)
         print(f"  status: ray job status {job_id} --address {address}", file=sys.stderr)

@@ -142,7 +142,7 @@ def plan_job(name: str, profile: str = "paper", variant: str | None = None, out:
     spec = catalog.get(name)
     spec.require_ready()
     names = [variant] if variant is not None else [v.name for v in spec.profile(profile).variants()] or [None]
-    out = Path(out) if out is not None else default_out(spec, profile, variant)
+    out = Path(out).expanduser() if out is not None else default_out(spec, profile, variant)  # ~: the head's home
     base_data = spec.resolve(profile, overrides=list(overrides)).data
     runs = []
     for v in names:
