@@ -5,7 +5,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-import yaml
 
 from recplat.catalog import Catalog
 from recplat.config import parse_override
@@ -14,9 +13,8 @@ from recplat.run import plan_job
 from recplat.tune.experiment import plan_sweep
 from recplat.tune.results import best_command
 from recplat.tune.space import trial_overrides
+from tests.tune.jobs import FIG7, JOBS, fig7_jobs_with
 
-JOBS = Path(__file__).resolve().parents[2] / "jobs"
-FIG7 = "llmrec/fig7_lora_rank"
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +22,8 @@ def catalog() -> Catalog:
     return Catalog(JOBS)
 
 
-def _catalog_with(tmp_path: Path, tune: dict, profile: str = "smoke") -> Catalog:
-    """The real fig7 entry with its `profile`'s tune section replaced."""
-    data = yaml.safe_load((JOBS / f"{FIG7}.yaml").read_text())
-    data["profiles"][profile]["tune"] = tune
-    folder = tmp_path / "jobs" / "llmrec"
-    folder.mkdir(parents=True)
-    (folder / "fig7_lora_rank.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    return Catalog(tmp_path / "jobs")
+def _catalog_with(tmp_path: Path, tune: dict) -> Catalog:
+    return Catalog(fig7_jobs_with(tmp_path, tune))
 
 
 SEARCH = {"metric": "recall@1", "mode": "max", "space": {"variant": {"grid": ["minilm-r2"]},

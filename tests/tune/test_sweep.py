@@ -17,29 +17,17 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from recplat.cli import main
 from recplat.tune.results import read_sweep
+from tests.tune.jobs import FIG7, fig7_jobs_with
 
-JOBS = Path(__file__).resolve().parents[2] / "jobs"
-FIG7 = "llmrec/fig7_lora_rank"
-# tiny and fast: one Train worker per trial (2 trials x (1 driver CPU + 1 worker CPU) = the 4 logical
-# CPUs), 120 synthetic users, 6 optimizer steps validated every 2
+# tiny and fast: one Train worker per trial (2 trials x (0.5 driver CPU + 1 worker CPU) leave one of
+# the 4 logical CPUs to the Ray Data tasks feeding them), 120 synthetic users, 6 steps validated every 2
 TINY = ["resources.num_workers=1", "data.sources.0.users=120", "recipe.train.max_steps=6",
         "recipe.train.eval_every=2", "recipe.eval.batch_size=32"]  # fmt: skip
-FIFO = {"metric": "recall@1", "mode": "max", "max_concurrent_trials": 2, "resources": {"CPU": 1},
+FIFO = {"metric": "recall@1", "mode": "max", "max_concurrent_trials": 2, "resources": {"CPU": 0.5},
         "space": {"variant": {"grid": ["minilm-r2", "minilm-r4"]}, "recipe.train.lr": {"grid": [1.0e-4, 1.0e-3]}}}
-
-
-def _jobs_with(root: Path, tune: dict) -> Path:
-    """A copy of the catalog whose fig7 smoke profile has `tune` as its searches."""
-    data = yaml.safe_load((JOBS / f"{FIG7}.yaml").read_text())
-    data["profiles"]["smoke"]["tune"] = tune
-    folder = root / "jobs" / "llmrec"
-    folder.mkdir(parents=True)
-    (folder / "fig7_lora_rank.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    return root / "jobs"
 
 
 def _comparable(record: dict) -> list[tuple]:
@@ -85,7 +73,7 @@ def _tune_command(out: Path, *extra: str) -> list[str]:
 @pytest.mark.heavy
 @pytest.mark.timeout(3600)
 def test_a_killed_driver_resumes_without_rerunning_finished_trials(ray_local, tmp_path, capsys):
-    jobs = _jobs_with(tmp_path, {"lr": FIFO})
+    jobs = fig7_jobs_with(tmp_path, {"lr": FIFO})
     env = {**os.environ, "RECPLAT_JOBS_DIR": str(jobs), "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "platform")}
     # the uninterrupted sweep, in this process (the session's Ray)
     os.environ["RECPLAT_JOBS_DIR"] = str(jobs)
@@ -138,10 +126,10 @@ def _finished(out: Path) -> list[str]:
 def test_asha_stops_a_trial_with_a_planted_bad_learning_rate(ray_local, tmp_path, monkeypatch):
     """Three sensible learning rates, then a wrecking one (LoRA weights moved by ~1 per step): with
     two trials at a time the bad trial reaches ASHA's first rung after the good ones, below them."""
-    search = {"metric": "recall@1", "mode": "max", "max_concurrent_trials": 2,
+    search = {"metric": "recall@1", "mode": "max", "max_concurrent_trials": 2, "resources": {"CPU": 0.5},
               "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 2},
               "space": {"variant": {"grid": ["minilm-r4"]}, "recipe.train.lr": {"grid": [1.0e-4, 2.0e-4, 3.0e-4, 3.0]}}}
-    monkeypatch.setenv("RECPLAT_JOBS_DIR", str(_jobs_with(tmp_path, {"bad_lr": search})))
+    monkeypatch.setenv("RECPLAT_JOBS_DIR", str(fig7_jobs_with(tmp_path, {"bad_lr": search})))
     assert main(["tune", FIG7, "--profile", "smoke", "--out", str(tmp_path / "asha"), *TINY]) == 0
     rows = {r["params"]["recipe.train.lr"]: r for r in read_sweep(tmp_path / "asha")["rows"]}
     bad = rows[3.0]

@@ -59,28 +59,25 @@ class SweepPlan:
         return f"{self.storage.rstrip('/')}/{self.out.name}"
 
 
-def profile_searches(profile) -> dict[str, TuneSearch]:
-    return dict(getattr(profile, "tune", None) or {})
-
-
-def pick_search(spec, profile: str, name: str | None) -> tuple[str, TuneSearch]:
-    """The profile's search called `name` (or its only one); a profile without a `tune:` section
-    runs its sweep/grid as a grid search on the recipe's own validation metric."""
+def pick_search(spec, profile: str, name: str | None) -> tuple[str, TuneSearch | None]:
+    """The profile's search called `name` (or its only one). A profile's sweep/grid is also the
+    search `grid` (its default without a `tune:` section): returned as None, built in plan_sweep
+    once the recipe's own validation metric is known."""
     prof = spec.profile(profile)
-    searches = profile_searches(prof)
-    if name is not None and name in searches:
-        return name, searches[name]
-    if name is None and len(searches) == 1:
-        return next(iter(searches.items()))
+    searches = dict(prof.tune)
     if name is None and len(searches) > 1:
         raise ConfigError(f"{spec.path}: profile {profile} has several searches: pick one with --search "
                           f"({', '.join(searches)})")
-    if name not in (None, DEFAULT_SEARCH) or not prof.variants():
-        choices = ", ".join(searches) or ("none; its sweep/grid as --search grid" if prof.variants() else "none")
-        raise ConfigError(f"{spec.path}: profile {profile} has no search {name or ''!r} (its searches: {choices})"
-                          if name else f"{spec.path}: profile {profile} has no tune: section and no sweep/grid: "
-                          "nothing to search")
-    return DEFAULT_SEARCH, None  # built in plan_sweep, once the recipe's metric is known
+    if name is None and searches:
+        return next(iter(searches.items()))
+    if name in searches:
+        return name, searches[name]
+    if name in (None, DEFAULT_SEARCH) and prof.variants():
+        return DEFAULT_SEARCH, None
+    if name is None:
+        raise ConfigError(f"{spec.path}: profile {profile} has no tune: section and no sweep/grid: nothing to search")
+    known = [*searches, *([DEFAULT_SEARCH] if prof.variants() else [])]
+    raise ConfigError(f"{spec.path}: profile {profile} has no search {name!r}; choose one of {', '.join(known) or '(none)'}")
 
 
 def plan_sweep(name: str, profile: str, search_name: str | None = None, out: str | Path | None = None,
