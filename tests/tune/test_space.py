@@ -43,6 +43,7 @@ def test_schedulers():
     asha = _search(scheduler={"type": "asha", "grace_period": 2, "reduction_factor": 3}).build_scheduler(max_t=12)
     assert isinstance(asha, ASHAScheduler)
     assert (asha._time_attr, asha._max_t, asha._reduction_factor) == ("step", 12, 3)
+    assert not asha._stop_last_trials  # a trial at its last step still tests its best checkpoint
     assert asha.set_search_properties("recall@1", "max", config={})  # what TuneConfig(metric, mode) does
     assert asha.metric == "recall@1" and asha._metric_op == 1
     assert _search(scheduler={"type": "asha", "max_t": 40}).build_scheduler(max_t=12)._max_t == 40

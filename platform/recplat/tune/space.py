@@ -107,7 +107,7 @@ class Asha(StrictModel):
     type: Literal["asha"]
     grace_period: int = Field(1, ge=1)  # steps before a trial may be stopped
     reduction_factor: float = Field(2.0, gt=1)  # 1/reduction_factor of the trials go on at each rung
-    max_t: int | None = Field(None, ge=1)  # the last step; None: the recipe's train.max_steps
+    max_t: int | None = Field(None, ge=1)  # the last rung's bound; None: the recipe's train.max_steps
     brackets: int = Field(1, ge=1)
 
     def build(self, max_t: int):
@@ -116,8 +116,10 @@ class Asha(StrictModel):
 
         if self.grace_period > max_t:
             raise ValueError(f"grace_period: {self.grace_period} is past the last step ({max_t})")
+        # stop_last_trials=False: a trial reaching max_t (its last validation) must still test its best
+        # checkpoint and report; ASHA would otherwise stop it right after that validation
         return ASHAScheduler(time_attr=TIME_ATTR, max_t=max_t, grace_period=self.grace_period,
-                             reduction_factor=self.reduction_factor, brackets=self.brackets)
+                             reduction_factor=self.reduction_factor, brackets=self.brackets, stop_last_trials=False)
 
 
 Scheduler = Annotated[Union[Fifo, Asha], Field(discriminator="type")]
