@@ -4,6 +4,8 @@ the same stored candidates, and the report directory is written."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -36,6 +38,11 @@ def test_demo_trains_both_models_and_writes_the_report(ray_local, tmp_path, caps
     assert "Popularity" in text and "test_metrics.png" in text
     for png in ("loss.png", "validation.png", "test_metrics.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    # LLM-Rec learns: its last validation beats the untrained encoder it started from, and random
+    start = json.loads((report / "validation.json").read_text())["recall@10"]
+    final = summaries["LLM-Rec (MiniLM+LoRA)"].train["history"][-1]["recall@10"]
+    assert 0.09 < start["random ranking"] < 0.11 and start["popularity"] > 0.2, start  # 1 + ~100 candidates
+    assert final > start["untrained"] and final > start["random ranking"], (final, start)
 
     # a second demo in the same folder reuses the prepared dataset
     assert _prepare(out, synthetic=False, fresh=False) == out / "data"
