@@ -154,14 +154,9 @@ def build_tuner(plan: SweepPlan, resume: bool):
     context = SweepContext(plan.spec.name, plan.profile, str(plan.out), plan.overrides, plan.search.metric,
                            plan.catalog)
     trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=context), dict(plan.search.resources))
-    path = plan.experiment_path
-    exists = tune.Tuner.can_restore(path)
+    check_experiment(plan, resume)
     if resume:
-        if not exists:
-            raise ConfigError(f"{path}: no sweep to resume there (run it without --resume first)")
-        return tune.Tuner.restore(path, trainable, resume_errored=True)
-    if exists:
-        raise ConfigError(f"{path}: a sweep is already there: continue it with --resume, or pass another --out")
+        return tune.Tuner.restore(plan.experiment_path, trainable, resume_errored=True)
     search = plan.search
     tune_config = tune.TuneConfig(
         metric=search.metric, mode=search.mode, num_samples=search.num_samples,
@@ -175,12 +170,25 @@ def build_tuner(plan: SweepPlan, resume: bool):
     return tune.Tuner(trainable, param_space=search.param_space(), tune_config=tune_config, run_config=run_config)
 
 
+def check_experiment(plan: SweepPlan, resume: bool) -> None:
+    """--resume needs a saved experiment; a new sweep must not land on one (nothing is replaced)."""
+    from ray import tune
+
+    path = plan.experiment_path
+    exists = tune.Tuner.can_restore(path)
+    if resume and not exists:
+        raise ConfigError(f"{path}: no sweep to resume there (run it without --resume first)")
+    if not resume and exists:
+        raise ConfigError(f"{path}: a sweep is already there: continue it with --resume, or pass another --out")
+
+
 def run_sweep(plan: SweepPlan, resume: bool = False, address: str | None = None):
     """Prepare the data once, run (or resume) the experiment, write the table and the plots."""
     from recplat.run import prepare_run
     from recplat.runtime import init_ray
     from recplat.tune.results import sweep_table, write_sweep
 
+    check_experiment(plan, resume)  # before Ray starts and the data are prepared
     init_ray(address, quiet=False)
     for data_dir in dict.fromkeys(r.data_dir for r in plan.runs):
         print(f"[tune] preparing the data in {data_dir}", flush=True)
