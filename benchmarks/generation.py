@@ -74,10 +74,8 @@ def run_loop(settings, texts: list[str], args) -> dict:
 
 def run_sharded(settings, texts: list[str], args) -> dict:
     from recplat.eval.generative import generate_sharded
-    from recplat.runtime import init_ray
 
-    init_ray()  # Ray start-up is not part of an evaluation: the cluster is up already
-    started = time.perf_counter()
+    started = time.perf_counter()  # Ray is up already (main): its start-up is not part of an evaluation
     outputs, lengths = generate_sharded(settings, texts, max_new_tokens=args.max_new_tokens,
                                         batch_size=args.batch_size, num_actors=args.actors, use_gpu=args.gpu)
     return {"path": f"sharded ({args.actors} actor{'s' if args.actors > 1 else ''})",
@@ -111,7 +109,9 @@ def main() -> int:
     import psutil
 
     from recplat.models.causal_lm import CausalLMSettings
+    from recplat.runtime import init_ray
 
+    init_ray()
     settings = CausalLMSettings(name=args.model, dtype=args.dtype, system=SYSTEM)
     texts = prompts(args.examples)
     loads = [os.getloadavg()[0]]
