@@ -111,6 +111,8 @@ def scatter(series: Mapping[str, Sequence[tuple]], path: str | Path, title: str,
         ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
     elif logx:
         ax.set_xscale("log")
+    else:  # learning rates: 1e-4 .. 3e-4 in scientific notation, not ten overlapping decimals
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -28,8 +28,9 @@ REPORT_DIR = "report"
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(_|$)")
 
 
-def trial_row(result, metric: str, mode: str) -> dict[str, Any]:
-    """One ray.tune.Result -> a table row (plain data, JSON-ready)."""
+def trial_row(result, metric: str, mode: str, configs: dict[str, dict] = {}) -> dict[str, Any]:  # noqa: B006
+    """One ray.tune.Result -> a table row (plain data, JSON-ready); `configs`: trial id -> config,
+    for a trial that failed before its first result (its Result carries no config)."""
     last = dict(result.metrics or {})
     frame = result.metrics_dataframe
     curve: list[list[float]] = []
@@ -53,7 +54,7 @@ def trial_row(result, metric: str, mode: str) -> dict[str, Any]:
     trial = last.get("trial_id") or _trial_id_from_path(result.path)
     started = last["timestamp"] - last["time_total_s"] if "timestamp" in last and "time_total_s" in last else None
     return {
-        "trial": trial, "status": status, "params": _plain(result.config or {}), "objective": objective,
+        "trial": trial, "status": status, "params": _plain(result.config or configs.get(trial) or {}), "objective": objective,
         "step": last.get(TIME_ATTR), "curve": curve,
         "test": {k[len(TEST_PREFIX):]: v for k, v in last.items() if k.startswith(TEST_PREFIX)},
         "started_at": started, "finished_at": last.get("timestamp"), "trial_dir": last.get("trial_dir"),
@@ -62,10 +63,12 @@ def trial_row(result, metric: str, mode: str) -> dict[str, Any]:
 
 def sweep_table(grid, plan) -> dict[str, Any]:
     """The sweep's record: rows (best objective first), the best done trial and its command."""
+    from ray.tune import ExperimentAnalysis
+
     metric, mode = plan.search.metric, plan.search.mode
-    rows = sorted((trial_row(r, metric, mode) for r in grid), key=lambda row: _rank_key(row, mode))
-    done = [r for r in rows if r["status"] == "done"]
-    best = (done or rows or [None])[0]
+    configs = {t.trial_id: t.config for t in ExperimentAnalysis(plan.experiment_path).trials}
+    rows = sorted((trial_row(r, metric, mode, configs) for r in grid), key=lambda row: _rank_key(row, mode))
+    best = next((r for r in rows if r["status"] == "done"), None)  # only a finished trial has test metrics
     return {
         "job": plan.spec.name, "profile": plan.profile, "search": plan.search_name, "metric": metric, "mode": mode,
         "overrides": list(plan.overrides), "experiment": plan.experiment_path, "rows": rows,
@@ -95,6 +98,8 @@ def format_markdown(record: dict[str, Any], digits: int = 4) -> str:
             f"{record['metric']} on validation\n\n" + "\n".join(lines) + "\n")
     if record["command"]:
         text += f"\nBest trial {record['best']}; to run it alone:\n\n    {record['command']}\n"
+    else:
+        text += "\nNo trial finished.\n"
     return text
 
 
