@@ -1,0 +1,113 @@
+"""Every built recipe runs once, a few steps, on one tiny synthetic dataset (RecBole's "every model
+on a tiny dataset"), through the same `execute_run` a catalog job and a Tune trial use; and its
+first losses match the recorded ones (torchtune's recipe tests): a change to a model, a loss, the
+data order or an initialisation shows here as a number, not only as a worse paper table.
+
+Re-record after an intended change: RECPLAT_RECORD_LOSSES=1 pytest -s tests/recipes/test_every_recipe.py
+prints the new RECORDED mapping.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from recplat.runs import RunSummary
+
+pytestmark = pytest.mark.slow
+
+STEPS = 3
+# the first STEPS training losses of each recipe on the dataset below (CPU, fp32, 1 worker); a
+# recipe missing here is printed, not checked: record it with RECPLAT_RECORD_LOSSES=1
+RECORDED: dict[str, list[float]] = {}
+RELATIVE_TOLERANCE = 1e-3  # thread counts and BLAS builds move the last digits, not the third
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(ray_local, tmp_path_factory):
+    """Two synthetic domains with the X-Cross preprocessing (per-domain sequences, user split, 29
+    popularity-sampled negatives, the multiple-choice rendering): every recipe reads it."""
+    from recplat.config import load_preset, set_dotted, validate
+    from recplat.data.config import PrepareConfig
+    from recplat.runs import prepared_dataset
+
+    data = set_dotted(load_preset("xcross_tools"), {
+        "name": "every_recipe", "num_partitions": 2,
+        "sources": [{"kind": "synthetic", "domains": ["Books", "Movies"], "users": 150, "items_per_domain": 60,
+                     "topics": 4, "mean_interactions": 14, "seed": 0}],
+    })  # fmt: skip  60 items: 29 negatives outside a 15-item history always exist (equal-width questions)
+    return prepared_dataset(validate(PrepareConfig, data), tmp_path_factory.mktemp("every_recipe") / "data")
+
+
+def _train(**extra):
+    return {"num_workers": 1, "max_steps": STEPS, "eval_every": STEPS, "log_every": 1, "seed": 0, **extra}
+
+
+def _configs(dataset, out):
+    """(name, recipe, config data) in run order: the X-Cross experts before X-Cross."""
+    ranking = {"dataset": str(dataset), "train_scope": "per_domain", "negatives": 5}
+    evaluation = {"scope": "per_domain", "metrics": ["recall@1", "recall@10", "mrr"], "valid_ratio": 0.5}
+    small_lm = {"model": {"max_history": 5, "max_title_tokens": 16},
+                "finetune": {"method": "lora", "rank": 4, "alpha": 8, "dropout": 0.0}}
+    xcross_model = {"model": {"max_length": 64}, "lora": {"rank": 4, "alpha": 8, "target_modules": ["query", "value"]}}
+    xcross_eval = {"metrics": ["hit@1", "mrr"], "valid_size": 8}
+    experts = [{"run_dir": str(out / "xcross_lora_books")}, {"run_dir": str(out / "xcross_lora_movies")}]
+    return [
+        ("popularity", "popularity", {"data": ranking, "eval": evaluation}),
+        ("llmrec", "llmrec", {"data": ranking, "eval": evaluation, **small_lm,
+                              "train": _train(micro_batch_size=4, metric="recall@10", mode="max")}),
+        ("sasrec", "sasrec", {"data": ranking, "eval": evaluation, "model": {"hidden_size": 16, "max_history": 5},
+                              "train": _train(micro_batch_size=8, metric="recall@10", mode="max")}),
+        ("gru4rec", "gru4rec", {"data": ranking, "eval": evaluation, "model": {"hidden_size": 16, "max_history": 5},
+                                "train": _train(micro_batch_size=8, metric="recall@10", mode="max")}),
+        *[(f"xcross_lora_{d.lower()}", "xcross",
+           {"method": "lora", "data": {"dataset": str(dataset), "domains": [d]}, **xcross_model, "eval": xcross_eval,
+            "train": _train(micro_batch_size=1, lr=3e-3, metric="hit@1", mode="max")}) for d in ("Books", "Movies")],
+        ("xcross", "xcross", {"method": "xcross", "data": {"dataset": str(dataset), "domains": ["Books"]},
+                              **xcross_model, "eval": xcross_eval,
+                              "xcross": {"experts": experts, "num_sources": 2, "integrate_layers": 2},
+                              "train": _train(micro_batch_size=1, lr=3e-3, metric="hit@1", mode="max")}),
+    ]  # fmt: skip
+
+
+# registered recipes whose tiny config is still to be written here, with why
+PENDING = {"molorec": "registered while its recipe is being built; its author adds its tiny config"}
+
+
+def test_every_registered_recipe_is_in_the_default_run():
+    from recplat.recipes import RECIPES
+
+    tested = {r for _, r, _ in _configs("unused", Path("unused"))}
+    assert tested | set(PENDING) == set(RECIPES) and not tested & set(PENDING)
+
+
+@pytest.mark.timeout(1800)
+def test_every_recipe_runs_and_its_first_losses_are_the_recorded_ones(tiny_dataset, tmp_path):
+    from recplat.config import validate
+    from recplat.recipes import recipe, recipe_module
+    from recplat.run import execute_run
+
+    configs = _configs(tiny_dataset, tmp_path)
+    losses = {}
+    for name, recipe_name, data in configs:
+        module = recipe_module(recipe_name)
+        cfg = validate(module.Config, {**data, **recipe(recipe_name).fixed, "out": str(tmp_path / name)}, source=name)
+        summary = execute_run(recipe_name, cfg)
+        assert isinstance(summary, RunSummary) and summary.test_examples > 0, name
+        assert summary == RunSummary.read(tmp_path / name), name  # summary.json is what run() returned
+        assert summary.overall and all(0.0 <= v <= 1.0 for v in summary.overall.values()), (name, summary.overall)
+        assert (tmp_path / name / "test" / "metrics.json").is_file(), name
+        if summary.train is not None:
+            assert summary.train["step"] == STEPS and summary.best_checkpoint, name
+            losses[name] = [round(p["train_loss"], 6) for p in summary.train["train_log"]][:STEPS]
+    assert set(losses) == {name for name, r, _ in configs if r != "popularity"}
+    if os.environ.get("RECPLAT_RECORD_LOSSES"):
+        print(f"\nRECORDED = {losses!r}")
+        return
+    for name in sorted(set(losses) & set(RECORDED)):
+        assert losses[name] == pytest.approx(RECORDED[name], rel=RELATIVE_TOLERANCE), name
+    unrecorded = sorted(set(losses) - set(RECORDED))
+    if unrecorded:  # a new recipe: its first losses are shown here until they are recorded above
+        print(f"\nnot yet recorded: {{{', '.join(f'{n!r}: {losses[n]}' for n in unrecorded)}}}")
