@@ -16,7 +16,7 @@ LAYERS = [
     {"adapters", "data", "train"},  # peft helpers; data plane; training spine
     {"models"},
     {"eval"},
-    {"runs"},  # run layout, typed run references and summaries
+    {"runs", "tune.space"},  # run layout, typed run references and summaries; the tune: section's schema
     {"recipes", "report"},  # one module per method; tables and plots from run.json
     {"catalog"},  # jobs/*.yaml -> JobSpec
     {"run"},  # plan -> prepare -> execute -> record
@@ -30,6 +30,13 @@ def _package_of(module: str) -> str:
     """recplat.eval.metrics -> eval; recplat -> recplat."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _unit_of(module: str) -> str:
+    """The LAYERS entry a module belongs to: a module listed on its own (tune.space: plain config
+    models the catalog validates a profile's tune: section with), else its package."""
+    own = ".".join(module.split(".")[1:3])
+    return own if own in LAYER else _package_of(module)
 
 
 def _imports() -> dict[str, set[str]]:
@@ -56,10 +63,10 @@ def test_every_package_has_a_layer():
 def test_imports_point_down():
     upward = []
     for module, imported in _imports().items():
-        own = _package_of(module)
+        own = _unit_of(module)
         for name in imported:
-            other = _package_of(name)
-            if other != own and LAYER.get(other, -1) >= LAYER.get(own, -1):
+            other = _unit_of(name)
+            if _package_of(name) != _package_of(module) and LAYER.get(other, -1) >= LAYER.get(own, -1):
                 upward.append(f"{module} imports {name} (layer {LAYER.get(other)} >= {LAYER.get(own)})")
     assert upward == []
 
