@@ -75,14 +75,14 @@ def test_unreachable_address_fails_fast_and_clearly():
     start = time.monotonic()
     with pytest.raises(SubmitError, match=f"cannot reach the Ray job server at {address}"):
         submit_entrypoint("echo hi", address, connect_timeout=2)
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 15  # not the OS connect timeout (minutes); slack for a loaded machine
 
 
 def test_cli_submit_unreachable_and_planned(capsys):
     port = free_loopback_port()
     assert main(["submit", "llmrec/table4_bert", "--profile", "smoke", "--address", f"127.0.0.1:{port}"]) == 2
     assert "cannot reach the Ray job server" in capsys.readouterr().err
-    assert main(["submit", "molorec/table1_warm", "--address", f"127.0.0.1:{port}"]) == 2
+    assert main(["submit", "cprec/table3", "--address", f"127.0.0.1:{port}"]) == 2
     assert "is planned" in capsys.readouterr().err
     assert main(["submit", "llmrec/table4_bert", "recipe.train.lr=1e-4", "--profile", "smokee", "--dry-run"]) == 2
     assert "did you mean smoke" in capsys.readouterr().err
