@@ -134,7 +134,7 @@ def describe_upload(runtime_env: dict[str, Any]) -> str:
     total = sum(size for _, size in files)
     biggest = max(files, key=lambda f: f[1], default=("-", 0))
     return (f"uploading {runtime_env['working_dir']}: {len(files)} files, {total / 2**20:.1f} MiB "
-            f"(largest {biggest[0]}, {biggest[1] / 2**20:.1f} MiB; excluded: {', '.join(runtime_env.get('excludes', []))})")
+            f"(largest {biggest[0]}, {biggest[1] / 2**10:.0f} KiB; excluded: {', '.join(runtime_env.get('excludes', []))})")
 
 
 def job_entrypoint(name: str, profile: str, variant: str | None, overrides: list[str],
