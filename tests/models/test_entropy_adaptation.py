@@ -108,6 +108,19 @@ def test_one_pass_lowers_the_entropy_and_changes_only_lambda(mixture, tokenizer)
     assert all(p.grad is None for p in mixture.parameters())  # no stale gradient left behind
 
 
+def test_a_last_partial_group_of_gradients_is_applied(mixture, tokenizer):
+    """3 prompts of 3 kept tokens, groups of >= 4, accumulation 2: one backward inside the pass,
+    one for the leftover prompt, and the step that applies both."""
+    gen = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(0, len(tokenizer), (6,), generator=gen).tolist() for _ in range(3)]
+    settings = EntropySettings(lr=0.5, first_tokens=3, batch_tokens=4, grad_accum=2, max_new_tokens=3)
+    lambdas = {k: v.detach().clone() for k, v in mixture.logits.items()}
+    report = adapt_mixture_by_entropy(mixture, tokenizer, prompts, settings)
+    assert report["tokens"] == 9 and len(report["entropy_per_update"]) == 2
+    assert report["optimizer_steps"] == 1
+    assert all(not torch.equal(mixture.logits[k], lambdas[k]) for k in lambdas)
+
+
 def test_bad_settings_name_the_key():
     with pytest.raises(ConfigError, match="mixture.first_tokens"):
         EntropySettings(first_tokens=0)

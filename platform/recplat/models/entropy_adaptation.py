@@ -121,7 +121,7 @@ def adapt_mixture_by_entropy(mixture: LoraMixture, tokenizer, prompts: Sequence[
     optimizer = torch.optim.Adam(mixture.parameters(), lr=settings.lr)
     optimizer.zero_grad(set_to_none=True)
     pending: list[torch.Tensor] = []
-    losses, tokens, backwards, steps = [], 0, 0, 0
+    losses, tokens, unapplied, steps = [], 0, 0, 0  # unapplied: backwards since the last step
     for prompt_ids in prompts:
         generated, positions = _kept_positions(model, tokenizer, prompt_ids, settings)
         if not positions:
@@ -130,15 +130,15 @@ def adapt_mixture_by_entropy(mixture: LoraMixture, tokenizer, prompts: Sequence[
         tokens += len(positions)
         if sum(len(e) for e in pending) >= settings.batch_tokens:
             losses.append(_backward(pending, settings.grad_accum))
-            pending, backwards = [], backwards + 1
-            if backwards % settings.grad_accum == 0:
+            pending, unapplied = [], unapplied + 1
+            if unapplied == settings.grad_accum:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                steps += 1
-    if pending:
+                unapplied, steps = 0, steps + 1
+    if pending:  # the last, smaller group still counts
         losses.append(_backward(pending, settings.grad_accum))
-        backwards += 1
-    if backwards % settings.grad_accum:
+        unapplied += 1
+    if unapplied:
         optimizer.step()
         steps += 1
     optimizer.zero_grad(set_to_none=True)
