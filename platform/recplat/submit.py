@@ -72,6 +72,7 @@ PLAIN_HTTP_OPT_IN = "RECPLAT_ALLOW_PLAIN_HTTP"  # =1: send the token over http:/
 ENV_VARS = {"PYTHONPATH": "platform", "RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false"}
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 DEFAULT_CONNECT_TIMEOUT = 10.0
+AGENT_WAIT_SECONDS = 60.0  # how long a just-started head may take to register its job agent
 
 
 class SubmitError(RecplatError):
@@ -254,16 +255,23 @@ def submit_entrypoint(
         entrypoint = shlex.join(entrypoint)
     client = connect(address, connect_timeout)
     env = build_runtime_env() if runtime_env is None else runtime_env
-    try:
-        return client.submit_job(
-            entrypoint=entrypoint,
-            runtime_env=env,
-            submission_id=submission_id,
-            metadata=metadata,
-            entrypoint_num_cpus=entrypoint_num_cpus,
-        )
-    except Exception as exc:
-        raise SubmitError(f"the job server at {client.get_address()} refused the job: {exc}{_auth_hint(exc)}") from None
+    deadline = time.monotonic() + AGENT_WAIT_SECONDS
+    while True:
+        try:
+            return client.submit_job(
+                entrypoint=entrypoint,
+                runtime_env=env,
+                submission_id=submission_id,
+                metadata=metadata,
+                entrypoint_num_cpus=entrypoint_num_cpus,
+            )
+        except Exception as exc:
+            # a head just started answers 500 "No available agent to submit job" until its
+            # dashboard agent registers (seconds; longer on a loaded machine): wait for it
+            if "No available agent" in str(exc) and time.monotonic() < deadline:
+                time.sleep(2)
+                continue
+            raise SubmitError(f"the job server at {client.get_address()} refused the job: {exc}{_auth_hint(exc)}") from None
 
 
 def follow_job(
