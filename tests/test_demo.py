@@ -38,12 +38,25 @@ def test_demo_trains_both_models_and_writes_the_report(ray_local, tmp_path, caps
     assert "Popularity" in text and "test_metrics.png" in text
     for png in ("loss.png", "validation.png", "test_metrics.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
-    # LLM-Rec learns: its last validation beats the untrained encoder it started from, and random
+    # the validation curve's reference points (8 steps are too few to show learning: see below)
     start = json.loads((report / "validation.json").read_text())["recall@10"]
-    final = summaries["LLM-Rec (MiniLM+LoRA)"].train["history"][-1]["recall@10"]
     assert 0.09 < start["random ranking"] < 0.11 and start["popularity"] > 0.2, start  # 1 + ~100 candidates
-    assert final > start["untrained"] and final > start["random ranking"], (final, start)
+    assert 0.0 <= start["untrained"] <= 1.0, start
 
     # a second demo in the same folder reuses the prepared dataset
     assert _prepare(out, synthetic=False, fresh=False) == out / "data"
     assert "reusing the prepared dataset" in capsys.readouterr().out
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(1800)
+def test_demo_at_its_default_steps_learns(ray_local, tmp_path):
+    """The demo's claim (README): at its default steps LLM-Rec's last validation recall@10 beats
+    the untrained encoder it started from and a random ranking. ~8 min on a quiet 2-core machine."""
+    from recplat.demo import run_demo
+
+    out = tmp_path / "demo"
+    summaries = run_demo(out, workers=2)
+    start = json.loads((out / "report" / "validation.json").read_text())["recall@10"]
+    final = summaries["LLM-Rec (MiniLM+LoRA)"].train["history"][-1]["recall@10"]
+    assert final > start["untrained"] and final > start["random ranking"], (final, start)
