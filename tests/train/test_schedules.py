@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from recplat.train.schedules import build_lr_lambda, warmup_steps_for
+from recplat.train.config import TrainConfig
+from recplat.train.schedules import WsaSchedule, build_lr_lambda, schedule_for, warmup_steps_for, wsa_schedule
 
 
 def test_warmup_steps_round_up():
@@ -35,8 +36,8 @@ def test_constant_values():
 
 
 def test_unknown_schedule():
-    with pytest.raises(ValueError, match="unknown schedule 'wsa'"):
-        build_lr_lambda("wsa", total_steps=10)
+    with pytest.raises(ValueError, match="unknown schedule 'wsd'"):
+        build_lr_lambda("wsd", total_steps=10)
 
 
 def test_lambda_lr_state_round_trip():
@@ -57,3 +58,85 @@ def test_lambda_lr_state_round_trip():
     opt2.step(), sched2.step()
     assert sched2.get_last_lr() == pytest.approx(sched.get_last_lr())
     assert sched.get_last_lr() == pytest.approx([0.75])  # step 4 of 10, 2 warmup: 6/8
+
+
+# --- CPRec WSA (Eq. 2-3) -------------------------------------------------------------------------
+
+
+def wsa_equation(s: int, W: int, S: int, A: int, low: float, high: float) -> float:
+    """Eq. 2-3 as printed (<= at each boundary), an absolute learning rate."""
+    if s <= W:
+        return low + (s / W) * (high - low)
+    if s <= S:
+        return high
+    if s <= A:
+        return low + 0.5 * (1 + math.cos(math.pi * (s - S) / (A - S))) * (high - low)
+    raise AssertionError("Eq. 2-3 ends at A")
+
+
+def lrs_used_by_each_update(lr_lambda, lr: float, updates: int) -> list[float]:
+    """The learning rate optimizer update 1, 2, ... actually runs at, through torch's LambdaLR."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    used = []
+    for _ in range(updates):
+        used.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return used
+
+
+def test_wsa_equals_equation_2_3_at_every_update_including_the_boundaries():
+    W, S, A, low, high = 2, 5, 9, 5e-6, 5e-4
+    used = lrs_used_by_each_update(WsaSchedule(W, S, A, floor=low / high), high, A)
+    assert used == pytest.approx([wsa_equation(s, W, S, A, low, high) for s in range(1, A + 1)], rel=1e-12)
+    # the numbers, by hand: warm-up 1/2 and 2/2 of the way, stable, cosine quarters, the floor at A
+    mid = low + 0.5 * (high - low)
+    assert used == pytest.approx([mid, high, high, high, high,
+                                  low + (1 + math.cos(math.pi / 4)) / 2 * (high - low), mid,
+                                  low + (1 + math.cos(3 * math.pi / 4)) / 2 * (high - low), low], rel=1e-12)
+    assert WsaSchedule(W, S, A, floor=low / high)(A + 3) == pytest.approx(low / high)  # held after A
+
+
+def test_wsa_matches_transformers_wsd_schedule_value_for_value():
+    # transformers branches with `<`, Eq. 2-3 with `<=`; the curve is continuous at W, S, A, so the
+    # values agree at every update s (transformers' lambda at s = ours for update s)
+    from transformers.optimization import get_wsd_schedule
+
+    for W, S, A in [(2, 5, 9), (3, 3, 7), (4, 10, 17), (1, 1, 2)]:
+        param = torch.nn.Parameter(torch.zeros(1))
+        hf = get_wsd_schedule(torch.optim.SGD([param], lr=1.0), num_warmup_steps=W, num_stable_steps=S - W,
+                              num_decay_steps=A - S, min_lr_ratio=0.01)
+        ours = WsaSchedule(W, S, A, floor=0.01)
+        assert [ours(s - 1) for s in range(1, A + 4)] == pytest.approx([hf.lr_lambdas[0](s) for s in range(1, A + 4)])
+    # the one place the conventions part: no annealing (S = A). At s = A Eq. 2-3 is still stable
+    # (eta_h), transformers (s < W + stable) is already past it and returns the floor.
+    hf = get_wsd_schedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), num_warmup_steps=1,
+                          num_stable_steps=5, num_decay_steps=0, min_lr_ratio=0.01)
+    assert WsaSchedule(1, 6, 6, floor=0.01)(6 - 1) == 1.0 and hf.lr_lambdas[0](6) == pytest.approx(0.01)
+
+
+def test_warmup_stable_never_anneals_and_wsa_without_phase_ends_is_warmup_then_cosine():
+    ws = wsa_schedule("warmup_stable", total_steps=8, phase_ends=(2, 5), floor=0.1)
+    assert [ws(s - 1) for s in range(1, 9)] == pytest.approx([0.55, 1, 1, 1, 1, 1, 1, 1])
+    llara = wsa_schedule("wsa", total_steps=20, phase_ends=None, floor=0.01, warmup_ratio=0.05)  # W = S = 1
+    assert (llara.warmup_end, llara.stable_end, llara.anneal_end) == (1, 1, 20)
+    assert llara(0) == 1.0 and llara(19) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="after the run's 4 steps"):
+        wsa_schedule("wsa", total_steps=4, phase_ends=(1, 5), floor=0.0)
+    with pytest.raises(ValueError, match="0 <= W <= S <= A"):
+        WsaSchedule(3, 2, 5)
+
+
+def test_schedule_for_reads_min_lr_and_phase_ends_from_the_train_config():
+    cfg = TrainConfig(schedule="wsa", lr=5e-4, min_lr=5e-6, phase_ends=(2, 5))
+    f = schedule_for(cfg, 9)
+    assert (f.warmup_end, f.stable_end, f.anneal_end, f.floor) == (2, 5, 9, pytest.approx(0.01))
+    assert schedule_for(TrainConfig(schedule="cosine"), 10)(10) == 0.0
+    with pytest.raises(ValueError, match="needs its phase ends"):
+        build_lr_lambda("wsa", total_steps=10)
+    with pytest.raises(ValueError, match="min_lr: the floor must be below lr"):
+        TrainConfig(schedule="wsa", lr=1e-4, min_lr=1e-3)
+    with pytest.raises(ValueError, match="only the wsa and warmup_stable schedules"):
+        TrainConfig(schedule="cosine", min_lr=1e-6)

@@ -31,8 +31,12 @@ class TrainConfig(StrictModel):
     # E.g. X-Cross's zero-initialised integrator next to the pooler/scorer it copies: {integrator: 1e-4}
     lr_overrides: dict[str, float] = {}
     weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["linear", "cosine", "constant"] = "linear"  # see train/schedules.py
+    schedule: Literal["linear", "cosine", "constant", "wsa", "warmup_stable"] = "linear"  # see train/schedules.py
     warmup_ratio: float = Field(0.0, ge=0, lt=1)  # warmup steps = ceil(ratio * total steps)
+    # wsa / warmup_stable (CPRec Eq. 2-3): min_lr is the floor eta_l (lr is eta_h); phase_ends the last
+    # steps (W, S) of warm-up and stable (A = total steps); None: W = ceil(warmup_ratio * total), S = W
+    min_lr: float = Field(0.0, ge=0)
+    phase_ends: tuple[int, int] | None = None
     max_steps: int | None = Field(None, ge=1)  # optimizer steps; when set, `epochs` is ignored
     epochs: int = Field(1, ge=1)
     clip_norm: float | None = Field(1.0, gt=0)  # global gradient-norm clip; None = off
@@ -78,6 +82,12 @@ class TrainConfig(StrictModel):
                     f"checkpoint_every: must be a multiple of eval_every ({self.eval_every}) so every "
                     f"checkpoint carries a fresh {self.metric!r}, got {self.checkpoint_every}"
                 )
+        if self.min_lr >= self.lr:
+            raise ValueError(f"min_lr: the floor must be below lr ({self.lr}), got {self.min_lr}")
+        if self.phase_ends is not None and not 0 <= self.phase_ends[0] <= self.phase_ends[1]:
+            raise ValueError(f"phase_ends: (W, S) with 0 <= W <= S, got {list(self.phase_ends)}")
+        if (self.min_lr or self.phase_ends is not None) and self.schedule not in ("wsa", "warmup_stable"):
+            raise ValueError(f"min_lr, phase_ends: only the wsa and warmup_stable schedules use them, not {self.schedule}")
         if self.fail_at_step is not None and self.max_steps is not None and self.fail_at_step >= self.max_steps:
             raise ValueError(f"fail_at_step: must be below max_steps ({self.max_steps})")
         return self

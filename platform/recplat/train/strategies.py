@@ -29,7 +29,7 @@ from recplat.train.checkpoint import (
 )
 from recplat.train.config import TrainConfig
 from recplat.train.deepspeed_config import build_deepspeed_config
-from recplat.train.schedules import build_lr_lambda
+from recplat.train.schedules import schedule_for
 
 _HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _DS_TAG = "state"  # one DeepSpeed tag per checkpoint directory: each directory holds one step
@@ -94,7 +94,7 @@ class DdpStrategy:
             param_groups(self.module, cfg.lr, cfg.lr_overrides),
             lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999), eps=1e-8,
         )
-        lr_lambda = build_lr_lambda(cfg.schedule, total_steps, cfg.warmup_ratio)
+        lr_lambda = schedule_for(cfg, total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
 
@@ -154,7 +154,7 @@ class DeepSpeedStrategy:
         import deepspeed  # after the loop set DS_ACCELERATOR (train/loop.py)
 
         self.cfg = cfg
-        lr_lambda = build_lr_lambda(cfg.schedule, total_steps, cfg.warmup_ratio)
+        lr_lambda = schedule_for(cfg, total_steps)
         # DeepSpeed steps this scheduler itself, at accumulation boundaries only.
         self.model, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model,
