@@ -43,6 +43,28 @@ def test_routine_ray_lines_are_dropped_and_every_other_line_passes():
     assert printed == [["[recplat.train] step 10/120  loss 2.3", "RuntimeError: boom"]]
 
 
+def test_the_raylet_warning_route_is_filtered_too(capsys):
+    """The raylet's worker-count warning reaches the driver through `listen_error_messages`, which
+    calls `ray._private.worker.print_to_stdstream` by module name, not through the dispatcher."""
+    import ray._private.worker as ray_worker
+
+    from recplat.runtime import _drop_routine_ray_lines
+
+    original = ray_worker.print_to_stdstream
+    try:
+        _drop_routine_ray_lines()
+        ray_worker.print_to_stdstream({"pid": "raylet", "is_err": False, "lines": [
+            "WARNING: 8 PYTHON worker processes have been started on node: abc with address: 127.0.0.1"]},
+            ignore_prefix=False)
+        ray_worker.print_to_stdstream({"pid": "raylet", "is_err": False, "lines": ["disk is full"]},
+                                      ignore_prefix=False)
+    finally:
+        ray_worker.print_to_stdstream = original
+    out = capsys.readouterr().out
+    assert "PYTHON worker processes" not in out
+    assert "disk is full" in out
+
+
 def test_ray_log_records_lose_their_colour_codes():
     import logging
 
@@ -53,8 +75,6 @@ def test_ray_log_records_lose_their_colour_codes():
     assert _plain_record(record) and record.getMessage() == "dashboard at http://127.0.0.1:8265 "
 
 
-# heavy until it passes: its first run (07:05, beside a CI run) still showed Ray's raylet line
-# "WARNING: 8 PYTHON worker processes have been started ..." in the driver's output
 @pytest.mark.heavy
 @pytest.mark.timeout(900)
 def test_a_captured_training_run_prints_no_python_warnings_colours_or_late_lines(tmp_path):

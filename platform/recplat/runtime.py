@@ -86,25 +86,31 @@ ROUTINE_RAY_LINES = (
 
 
 def _drop_routine_ray_lines() -> None:
-    """Filter ROUTINE_RAY_LINES out of what `log_to_driver` prints; every other line passes."""
+    """Filter ROUTINE_RAY_LINES out of what Ray echoes to the driver; every other line passes.
+
+    Two routes reach the console: worker output goes through the stdstream dispatcher's handlers,
+    and the raylet's messages (the worker-count warning) through `listen_error_messages`, which calls
+    `ray._private.worker.print_to_stdstream` by its module name. Both are wrapped."""
     try:
+        import ray._private.worker as ray_worker
         from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
     except ImportError:  # another Ray version: print everything
         return
 
     def without_routine_lines(handler):
-        def emit(data: dict) -> None:
+        if getattr(handler, "recplat_filtered", False):
+            return handler
+
+        def emit(data: dict, *args, **kwargs) -> None:
             lines = [line for line in data.get("lines", []) if not any(m in line for m in ROUTINE_RAY_LINES)]
             if lines:
-                handler({**data, "lines": lines})
+                handler({**data, "lines": lines}, *args, **kwargs)
         emit.recplat_filtered = True
         return emit
 
+    ray_worker.print_to_stdstream = without_routine_lines(ray_worker.print_to_stdstream)
     with dispatcher._lock:
-        dispatcher.handlers = [
-            (name, handler if getattr(handler, "recplat_filtered", False) else without_routine_lines(handler))
-            for name, handler in dispatcher.handlers
-        ]
+        dispatcher.handlers = [(name, without_routine_lines(handler)) for name, handler in dispatcher.handlers]
 
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
