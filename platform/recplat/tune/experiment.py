@@ -104,6 +104,9 @@ def plan_sweep(name: str, profile: str, search_name: str | None = None, out: str
         search.check_variants([v.name for v in spec.profile(profile).variants()])
     except ValueError as exc:
         raise ConfigError(f"{plan.where}.{exc}") from None
+    if search.trials == "mixture":
+        overrides = _mixture_overrides(plan, overrides)
+        plan = SweepPlan(spec, profile, search_name, search, out, tuple(overrides), [], None, storage, catalog)
     variants = search.space[VARIANT_KEY].values if VARIANT_KEY in search.space else [None]
     runs = [_plan_one(plan, catalog, v, []) for v in variants]
     for key, param in search.space.items():
@@ -121,6 +124,30 @@ def plan_sweep(name: str, profile: str, search_name: str | None = None, out: str
         except ValueError as exc:
             raise ConfigError(f"{plan.where}.scheduler.{exc}") from None
     return SweepPlan(spec, profile, search_name, search, out, tuple(overrides), runs, max_t, storage, catalog)
+
+
+def _mixture_overrides(plan: SweepPlan, overrides) -> list[str]:
+    """A `trials: mixture` search: MoLoRec only, FIFO, its space (w_g, w_s) pairs at
+    recipe.mixture.fixed; its trials (and the best command) run with coefficients: fixed."""
+    from recplat.tune.mixture import FIXED_KEY, check_pairs
+
+    search = plan.search
+    if plan.spec.recipe != "molorec":
+        raise ConfigError(f"{plan.where}.trials: mixture scores MoLoRec's adapter mixture; this job's recipe is "
+                          f"{plan.spec.recipe}")
+    if search.scheduler.type != "fifo":
+        raise ConfigError(f"{plan.where}.scheduler: evaluation-only trials report once; use fifo")
+    extra = [k for k in search.space if k not in (VARIANT_KEY, FIXED_KEY)]
+    if FIXED_KEY not in search.space or extra:
+        raise ConfigError(f"{plan.where}.space: a mixture search is over {FIXED_KEY} (and variant) only"
+                          + (f", not {', '.join(extra)}" if extra else ""))
+    param = search.space[FIXED_KEY]
+    try:
+        check_pairs(param.values if param.kind in ("grid", "choice") else [param.kind])
+    except ValueError as exc:
+        raise ConfigError(f"{plan.where}.space.{FIXED_KEY}: {exc}") from None
+    fixed = "recipe.mixture.coefficients=fixed"
+    return list(overrides) if fixed in overrides else [*overrides, fixed]
 
 
 def _plan_one(plan: SweepPlan, catalog, variant: str | None, extra: list[str], label: str = ""):
@@ -151,9 +178,13 @@ def build_tuner(plan: SweepPlan, resume: bool):
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
+    from recplat.tune.mixture import mixture_trial
+
     context = SweepContext(plan.spec.name, plan.profile, str(plan.out), plan.overrides, plan.search.metric,
                            plan.catalog)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, sweep=context), dict(plan.search.resources))
+    mixture = plan.search.trials == "mixture"
+    trial = mixture_trial if mixture else run_trial
+    trainable = tune.with_resources(tune.with_parameters(trial, sweep=context), dict(plan.search.resources))
     check_experiment(plan, resume)
     if resume:
         return tune.Tuner.restore(plan.experiment_path, trainable, resume_errored=True)
@@ -163,6 +194,7 @@ def build_tuner(plan: SweepPlan, resume: bool):
         # the generator bounds concurrency itself: Tune ignores max_concurrent_trials next to one
         search_alg=BasicVariantGenerator(random_state=search.seed, max_concurrent=search.max_concurrent_trials or 0),
         scheduler=search.build_scheduler(plan.max_t),
+        reuse_actors=mixture,  # a mixture trial's process keeps its loaded model for the next trial
     )  # fmt: skip
     storage = plan.storage or str(plan.out)
     name = plan.out.name if plan.storage else EXPERIMENT_NAME
@@ -186,6 +218,7 @@ def run_sweep(plan: SweepPlan, resume: bool = False, address: str | None = None)
     """Prepare the data once, run (or resume) the experiment, write the table and the plots."""
     from recplat.run import prepare_run
     from recplat.runtime import init_ray
+    from recplat.tune.mixture import train_specific_adapters
     from recplat.tune.results import sweep_table, write_sweep
 
     check_experiment(plan, resume)  # before Ray starts and the data are prepared
@@ -193,6 +226,8 @@ def run_sweep(plan: SweepPlan, resume: bool = False, address: str | None = None)
     for data_dir in dict.fromkeys(r.data_dir for r in plan.runs):
         print(f"[tune] preparing the data in {data_dir}", flush=True)
         prepare_run(next(r for r in plan.runs if r.data_dir == data_dir))
+    if plan.search.trials == "mixture":
+        train_specific_adapters(plan)
     tuner = build_tuner(plan, resume)
     grid = tuner.fit()
     unfinished = unfinished_trials(plan)

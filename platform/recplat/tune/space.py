@@ -137,6 +137,9 @@ class TuneSearch(StrictModel):
     max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as the resources allow
     resources: dict[str, float] = {"CPU": 1.0}  # each trial's driver (its Train workers come on top)
     seed: int = 0  # of the random draws: the same search draws the same trials
+    # train: each trial a training run (trial.py); mixture: evaluation-only trials over MoLoRec's
+    # merge coefficients, the adapters trained once and loaded once per trial process (mixture.py)
+    trials: Literal["train", "mixture"] = "train"
 
     @field_validator("metric")
     @classmethod

@@ -1,0 +1,107 @@
+"""MoLoRec's merge-coefficient search (`trials: mixture`, recplat/tune/mixture.py): planning checks
+without Ray, and the catalog's smoke search end to end on a local Ray with a TINY random Llama
+(real peft adapters trained by the recipe, real Tune trials, real generation; the numbers mean
+nothing, the mechanics are what is checked): one row per w_g, each process loading the adapters
+once for several trials, and the scores equal the recipe's own scoring of the exported mixture."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recplat.catalog import Catalog
+from recplat.cli import main
+from recplat.errors import ConfigError
+from recplat.tune.experiment import plan_sweep
+from recplat.tune.results import read_sweep
+from tests.tune.jobs import JOBS
+
+FIG4 = "molorec/fig4_coefficients"
+W_G = {"trials": "mixture", "metric": "ndcg@1", "mode": "max",
+       "space": {"variant": {"grid": ["warm"]}, "recipe.mixture.fixed": {"grid": [[0.0, 1.0], [1.0, 0.0]]}}}  # fmt: skip
+
+
+def _catalog_with(root: Path, search: dict, job: str = FIG4) -> Catalog:
+    data = yaml.safe_load((JOBS / f"{job}.yaml").read_text())
+    data["profiles"]["smoke"]["tune"] = {"s": search}
+    folder = root / "jobs" / job.split("/")[0]
+    folder.mkdir(parents=True)
+    (folder / f"{job.split('/')[1]}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    if job == FIG4:  # the job it requires
+        (folder / "stage1_general.yaml").write_text((JOBS / "molorec/stage1_general.yaml").read_text())
+    return Catalog(root / "jobs")
+
+
+@pytest.mark.parametrize(
+    "job, change, message",
+    [
+        (FIG4, {"scheduler": {"type": "asha"}}, r"s.scheduler: evaluation-only trials report once; use fifo"),
+        (FIG4, {"space": {"variant": {"grid": ["warm"]}, "recipe.mixture.fixed": {"grid": [[0.3, 0.3]]}}},
+         r"s.space.recipe.mixture.fixed: \[0.3, 0.3\]: give \[w_g, w_s\] with w_g, w_s >= 0 and w_g \+ w_s = 1"),
+        (FIG4, {"space": {"variant": {"grid": ["warm"]}, "recipe.train.lr": {"grid": [0.1]}}},
+         r"s.space: a mixture search is over recipe.mixture.fixed \(and variant\) only, not recipe.train.lr"),
+        ("llmrec/fig7_lora_rank", {"space": {"variant": {"grid": ["minilm-r2"]}}, "metric": "recall@1"},
+         r"s.trials: mixture scores MoLoRec's adapter mixture; this job's recipe is llmrec"),
+    ],
+)
+def test_a_mixture_search_is_checked_before_anything_runs(tmp_path, job, change, message):
+    catalog = _catalog_with(tmp_path, {**W_G, **change}, job)
+    with pytest.raises(ConfigError, match=rf"^jobs/{job}.yaml: profiles.smoke.tune.{message}"):
+        plan_sweep(job, "smoke", out=tmp_path / "s", catalog=catalog)
+
+
+def test_the_catalog_search_needs_the_general_adapter_first(tmp_path):
+    with pytest.raises(ConfigError, match=r"recipe.general_from: no finished run of molorec/stage1_general .*"
+                                          r"run `recplat run molorec/stage1_general --profile smoke` first"):
+        plan_sweep(FIG4, "smoke", "w_g", out=tmp_path / "sweep", catalog=Catalog(JOBS))
+
+
+def _tiny_overrides(model_dir: Path) -> list[str]:
+    return [f"recipe.model.name={model_dir}", "recipe.model.max_length=512", "data.sources.0.users=40",
+            "recipe.train.max_steps=2", "recipe.eval.max_new_tokens=6", "recipe.eval.test_size=4",
+            "recipe.eval.batch_size=4"]  # fmt: skip
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(1800)
+def test_w_g_trials_reuse_the_loaded_adapters_and_match_the_recipes_scoring(ray_local, tmp_path):
+    from recplat.recipes import molorec
+    from recplat.run import plan_job
+    from recplat.tune.mixture import _context, adapters_dir
+    from tests.models.causal_lms import smollm2_tokenizer, tiny_llama
+
+    model_dir = tmp_path / "tiny"
+    tiny_llama().save_pretrained(model_dir)
+    smollm2_tokenizer().save_pretrained(model_dir)
+    tiny = _tiny_overrides(model_dir)
+    # Θ_g: the catalog's stage 1, where fig4's general_from finds it (next to the sweep folder)
+    assert main(["run", "molorec/stage1_general", "--profile", "smoke", "--out",
+                 str(tmp_path / "molorec-stage1_general-smoke"), *tiny]) == 0  # fmt: skip
+    out = tmp_path / "sweep"
+    assert main(["tune", FIG4, "--profile", "smoke", "--search", "w_g", "--out", str(out), *tiny,
+                 "recipe.specific.train_prompts=20"]) == 0  # fmt: skip
+
+    record = read_sweep(out)
+    rows = record["rows"]
+    assert sorted(r["params"]["recipe.mixture.fixed"][0] for r in rows) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert all(r["status"] == "done" and 0 <= r["objective"] <= 1 for r in rows)
+    assert rows[0]["objective"] == max(r["objective"] for r in rows) and record["best"] == rows[0]["trial"]
+    assert "recipe.mixture.coefficients=fixed recipe.mixture.fixed=" in record["command"]
+    assert (adapters_dir(out, "warm") / "adapter" / "adapter_config.json").is_file()  # Θ_s, trained once
+
+    scored = {r["trial"]: json.loads((out / "trials" / r["trial"] / "validation.json").read_text()) for r in rows}
+    pids = {s["pid"] for s in scored.values()}
+    assert all(s["context_loads"] == 1 for s in scored.values())  # no process loaded the adapters twice
+    assert len(pids) < len(rows)  # so some process scored several trials with what it had loaded
+    assert all(s["prompts"] == 4 and len(s["outputs"]) == 4 for s in scored.values())  # eval.valid_size
+
+    # the recipe's own path (export the mixed adapter, generate in Ray Data actors) gives the same answers
+    cfg = plan_job(FIG4, "smoke", "warm", out, [*tiny, "recipe.specific.train_prompts=20"]).runs[0].config
+    ctx, held_out = _context(cfg, adapters_dir(out, "warm"))
+    for row in rows[:2]:
+        ctx.mixture.set_weights(tuple(row["params"]["recipe.mixture.fixed"]))
+        adapter = ctx.export(tmp_path / f"mix_{row['trial']}")
+        results = molorec.evaluate_adapter(cfg, held_out, adapter, None)
+        assert results.per_example.column("output").to_pylist() == scored[row["trial"]]["outputs"]
+        assert results.overall["ndcg@1"] == pytest.approx(row["objective"])
