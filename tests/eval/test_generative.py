@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import torch
@@ -133,3 +134,67 @@ def test_sharded_generation_over_two_actors_equals_a_single_process_loop(ray_loc
     assert written["new_tokens"].to_pylist() == expected_tokens
     assert all(expected) and all(1 <= n <= 8 for n in expected_tokens)
     assert written["rank"].to_pylist() == score_outputs(expected, [c[2] for c in candidates], candidates)["rank"].tolist()
+
+
+# --- LLaRA's scoring (spec §4.1, calculate_hr1) and CPRec's top-k lists (Table 6) ---------------
+LLARA_CANDIDATES = [["Halo", "Halo 2", "Doom"], ["Tetris", "Zelda", "Doom"], ["Tetris", "Zelda", "Doom"],
+                    ["Myst", "Riven", "Doom"], ["Myst", "Riven", "Doom"], ["Myst", "Riven", "Doom"]]
+LLARA_CASES = [  # (output, target): valid?, correct?  -- by hand
+    ("Halo 2\nHalo", "Halo 2", False, False),  # "Halo" is inside "Halo 2": two candidates named
+    ("  zelda  \nTetris", "Zelda", True, True),  # case differs; only the first line counts
+    ("Tetris or Zelda", "Tetris", False, False),  # two titles
+    ("I cannot say", "Myst", False, False),  # none
+    ("RIVEN", "Myst", True, False),  # valid, wrong
+    ("The answer is Myst.", "Myst", True, True),
+]
+
+
+def test_llara_rule_on_hand_made_outputs():
+    from recplat.eval.generative import llara_metrics, named_candidate
+
+    for (text, target, valid, correct), candidates in zip(LLARA_CASES, LLARA_CANDIDATES):
+        score = score_output(text, target, candidates, answer_format="single")
+        assert (not score.invalid, score.rank == 1) == (valid, correct), text
+        assert (named_candidate(text, candidates) is not None) == valid
+    assert named_candidate("  zelda  ", ["Tetris", "Zelda"]) == "Zelda"
+    # 2 correct of 3 valid outputs of 6: HR@1 counts valid outputs only (LLaRA's code)
+    assert llara_metrics(2, 3, 6) == {"hr@1": 2 / 3, "valid_ratio": 0.5, "hr@1_x_valid_ratio": 2 / 6}
+    assert llara_metrics(0, 0, 4) == {"hr@1": 0.0, "valid_ratio": 0.0, "hr@1_x_valid_ratio": 0.0}
+
+
+def test_llara_results_rows_overall_per_domain_and_per_sparsity_bucket():
+    from recplat.eval.segments import activity_segments
+
+    texts, targets = [c[0] for c in LLARA_CASES], [c[1] for c in LLARA_CASES]
+    examples = pa.table({"user": list(range(6)), "scope": ["games"] * 6, "position": [3] * 6,
+                         "target_domain": ["games"] * 3 + ["pc"] * 3})
+    buckets = activity_segments([3, 4, 5, 8, 9, 10])  # [3,5) [3,5) [5,9) [5,9) [9,10] [9,10]
+    results = generative_results(examples, texts, targets, LLARA_CANDIDATES, answer_format="single",
+                                 segments={"activity": buckets})
+    assert results.metrics == ["hr@1", "valid_ratio", "hr@1_x_valid_ratio"]
+    assert results.overall == {"hr@1": pytest.approx(2 / 3), "valid_ratio": 0.5, "hr@1_x_valid_ratio": pytest.approx(1 / 3)}
+    games, pc = results.row("target_domain", "games"), results.row("target_domain", "pc")
+    assert (games["hr@1"], games["valid_ratio"]) == (1.0, pytest.approx(1 / 3))
+    assert (pc["hr@1"], pc["valid_ratio"]) == (0.5, pytest.approx(2 / 3))
+    sparse, medium, dense = (results.row("activity", v) for v in ("sparse", "medium", "dense"))
+    assert (sparse["n"], sparse["hr@1"], sparse["valid_ratio"]) == (2, 1.0, 0.5)
+    assert (medium["n"], medium["hr@1"], medium["valid_ratio"]) == (2, 0.0, 0.0)
+    assert (dense["hr@1"], dense["valid_ratio"]) == (0.5, 1.0)
+    assert "hit@1" not in results.row("all")
+
+
+def test_topk_ranks_from_regeneration_rounds_and_their_metrics():
+    from recplat.eval.generative import ranks_from_rounds
+    from recplat.eval.results import evaluate_ranks
+
+    rounds = [["Doom", "halo", "Myst"],  # target Halo named (lower-case) in round 2
+              ["Halo", None, "Doom"],  # round 2 invalid: the list ends, Doom never counts
+              ["Doom", "Myst", "Riven"],  # target never named
+              [None]]
+    ranks = ranks_from_rounds(rounds, ["Halo", "Doom", "Halo", "Halo"], num_candidates=20)
+    assert ranks.tolist() == [2, 21, 21, 21]
+    examples = pa.table({"user": list(range(4)), "scope": ["s"] * 4, "position": [3] * 4, "target_domain": ["g"] * 4})
+    overall = evaluate_ranks(examples, np.array([1, 2, 4, 21]), ["hr@1", "hr@3", "hr@5", "ndcg@3", "ndcg@5"]).overall
+    assert overall["hr@1"] == 0.25 and overall["hr@3"] == 0.5 and overall["hr@5"] == 0.75
+    assert overall["ndcg@3"] == pytest.approx((1 + 1 / math.log2(3)) / 4)
+    assert overall["ndcg@5"] == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(5)) / 4)

@@ -75,10 +75,11 @@ def score_output(text: str, target: str, candidates: Sequence[str], separator: s
 
 
 def _score_single(text: str, target: str, candidates: Sequence[str]) -> OutputScore:
-    lines = text.strip().splitlines()
-    first = lines[0].lower() if lines else ""
-    named = [c for c in dict.fromkeys(candidates) if c.lower() in first]
-    hit = len(named) == 1 and named[0] == target
+    """LLaRA's calculate_hr1, line for line: the first line of the stripped output; every candidate
+    whose lower-cased title occurs in it (a title listed twice counts twice); a hit iff exactly one
+    did and it is the target, compared lower-cased."""
+    named = _named_candidates(text, candidates)
+    hit = len(named) == 1 and named[0].lower() == target.lower()
     return OutputScore(rank=1 if hit else len(candidates) + 1, items=len(named), valid_items=len(named),
                        unparseable=not named, invalid=len(named) != 1)
 
@@ -101,14 +102,19 @@ def score_outputs(texts: Sequence[str], targets: Sequence[str], candidates: Sequ
 def generative_results(examples: pa.Table, texts: Sequence[str], targets: Sequence[str],
                        candidates: Sequence[Sequence[str]], metrics: Iterable[str] = ("ndcg@1", "ndcg@3"),
                        separator: str = "||", answer_format: AnswerFormat = "ranked_list",
-                       by: Iterable[str] = ("target_domain",)):  # fmt: skip
+                       by: Iterable[str] = ("target_domain",), segments=None):  # fmt: skip
     """EvalResults of the outputs (one per `examples` row, same order): metric means overall and
-    per `by` column, each row with `unparseable` and `invalid` shares; the per-example table holds
-    the ranks, the outputs and their parse counts (write it with `.write(directory)`)."""
+    per `by` column (and `segments`, name -> labels, e.g. sparse/medium/dense), each row with
+    `unparseable` and `invalid` shares; the per-example table holds the ranks, the outputs and
+    their parse counts (write it with `.write(directory)`).
+
+    `single` answers are scored as LLaRA reports them (`llara_metrics`): `metrics` is replaced by
+    hr@1 (over VALID outputs), valid_ratio and hr@1_x_valid_ratio (the early-stopping metric)."""
     from recplat.eval.results import OVERALL, evaluate_ranks
 
     scores = score_outputs(texts, targets, candidates, separator, answer_format)
-    results = evaluate_ranks(examples, scores["rank"], metrics, by=by)
+    results = evaluate_ranks(examples, scores["rank"], ("hit@1",) if answer_format == "single" else metrics,
+                             by=by, segments=segments)
     table = results.per_example.append_column("output", pa.array(list(texts), pa.string()))
     for name in OUTPUT_COLUMNS[1:]:
         table = table.append_column(name, pa.array(scores[name]))
@@ -118,23 +124,69 @@ def generative_results(examples: pa.Table, texts: Sequence[str], targets: Sequen
                   else np.asarray(table[row["group"]].to_pylist(), dtype=object).astype(str) == row["value"])
         for name in ("unparseable", "invalid"):
             row[name] = float(scores[name][select].mean()) if select.any() else None
+        if answer_format == "single":
+            hits = scores["rank"][select] == 1
+            row.update(llara_metrics(int(hits.sum()), int((~scores["invalid"][select]).sum()), int(select.sum())))
+            del row["hit@1"]
+    if answer_format == "single":
+        results.metrics = list(LLARA_METRICS)
     return results
+
+
+LLARA_METRICS = ("hr@1", "valid_ratio", "hr@1_x_valid_ratio")
+
+
+def llara_metrics(correct: int, valid: int, total: int) -> dict[str, float | None]:
+    """LLaRA's numbers (spec §4.1): HR@1 = correct / valid outputs (not / all), ValidRatio =
+    valid / all, and their product (= correct / all), the early-stopping metric. None: no output."""
+    if total == 0:
+        return dict.fromkeys(LLARA_METRICS)
+    return {"hr@1": correct / valid if valid else 0.0, "valid_ratio": valid / total,
+            "hr@1_x_valid_ratio": correct / total}
+
+
+def _named_candidates(text: str, candidates: Sequence[str]) -> list[str]:
+    first = text.strip().split("\n")[0].lower()
+    return [c for c in candidates if c.lower() in first]
+
+
+def named_candidate(text: str, candidates: Sequence[str]) -> str | None:
+    """The one candidate a `single` answer names (LLaRA's validity rule), else None."""
+    named = _named_candidates(text, candidates)
+    return named[0] if len(named) == 1 else None
+
+
+def ranks_from_rounds(named: Sequence[Sequence[str | None]], targets: Sequence[str], num_candidates: int) -> np.ndarray:
+    """CPRec Table 6's top-k list: round r's named candidate is rank r; the list ends at the first
+    round without a valid answer. A target never named gets rank num_candidates + 1."""
+    ranks = np.full(len(targets), num_candidates + 1, dtype=np.int64)
+    for i, (rounds, target) in enumerate(zip(named, targets)):
+        for r, title in enumerate(rounds):
+            if title is None:
+                break
+            if title.lower() == target.lower():
+                ranks[i] = r + 1
+                break
+    return ranks
 
 
 # --- generation ------------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def generate_greedy(model, tokenizer, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> tuple[list[str], np.ndarray]:
+def generate_greedy(model, tokenizer, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int,
+                    **model_inputs) -> tuple[list[str], np.ndarray]:  # fmt: skip
     """Greedy answers (special tokens dropped) to tokenized prompts, as one left-padded batch with
-    the KV cache; also how many tokens each answer took (up to and including its EOS)."""
+    the KV cache; also how many tokens each answer took (up to and including its EOS).
+    `model_inputs` go to `model.generate` as well (LLaRA's item ids, models/hybrid_prompt.py)."""
     from recplat.models.padding import pad_sequences
 
     device = next(model.parameters()).device
     input_ids, attention_mask = pad_sequences(prompt_ids, tokenizer.pad_token_id, "left")
     out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                          max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         **{k: v.to(device) for k, v in model_inputs.items()})
     new = out[:, input_ids.shape[1]:].cpu()
     ended = new == tokenizer.eos_token_id
     lengths = torch.where(ended.any(1), ended.int().argmax(1) + 1, new.shape[1])  # through the first EOS
@@ -163,26 +215,30 @@ class GenerationActor:
 
 def generate_sharded(settings, prompts: Sequence[str], adapter: str | Path | None = None, max_new_tokens: int = 64,
                      batch_size: int = 8, num_actors: int = 2, use_gpu: bool = False,
-                     cpus_per_actor: float = 1) -> tuple[list[str], np.ndarray]:  # fmt: skip
+                     cpus_per_actor: float = 1, actor=GenerationActor, actor_kwargs: dict | None = None,
+                     columns: dict[str, pa.Array] | None = None) -> tuple[list[str], np.ndarray]:  # fmt: skip
     """Greedy answers to `prompts` (in order) from a pool of `num_actors` model actors, and the
     tokens each took. `settings` is a CausalLMSettings, `adapter` an optional peft folder merged in.
 
     The prompts travel in blocks of `batch_size` rows, one generate call each, so a batch holds
-    the same prompts as `batch_size` slices of the list would (and gives the same answers)."""
+    the same prompts as `batch_size` slices of the list would (and gives the same answers).
+    Another `actor` class (same constructor keywords plus `actor_kwargs`) may read more per-prompt
+    `columns` (e.g. LLaRA's item ids, recipes/llara.py)."""
     import ray.data
 
     from recplat.runtime import init_ray
 
     init_ray()
     table = pa.table({"row": pa.array(np.arange(len(prompts), dtype=np.int64)),
-                      "prompt": pa.array(list(prompts), pa.string())})
+                      "prompt": pa.array(list(prompts), pa.string()), **(columns or {})})
     blocks = [table.slice(start, batch_size) for start in range(0, len(prompts), batch_size)]
     if not blocks:
         return [], np.zeros(0, dtype=np.int64)
     generated = ray.data.from_arrow(blocks).map_batches(
-        GenerationActor,
+        actor,
         fn_constructor_kwargs=dict(settings=settings.model_dump(), adapter=None if adapter is None else str(adapter),
-                                   max_new_tokens=max_new_tokens, threads=max(1, int(cpus_per_actor))),
+                                   max_new_tokens=max_new_tokens, threads=max(1, int(cpus_per_actor)),
+                                   **(actor_kwargs or {})),
         batch_size=batch_size, batch_format="numpy", concurrency=num_actors,
         num_cpus=cpus_per_actor, num_gpus=1 if use_gpu else 0,
     ).to_arrow_refs()
