@@ -126,16 +126,17 @@ class Config(StrictModel):
 
 
 # --- data: the rendered prompts as plain rows -------------------------------------------------
-def load_split(prepared, split: str, domains: list[str] | None) -> pa.Table:
-    """The molorec rendering of one split in key order, with target_domain, target and candidate titles."""
+def load_split(prepared, split: str, domains: list[str] | None, family: str = "molorec") -> pa.Table:
+    """One rendering `family` of one split in key order, with target_domain, target and candidate
+    titles (LLaRA reads its `llara` rendering through this too)."""
     import pyarrow.compute as pc
 
     from recplat.errors import ConfigError
 
-    rendered = prepared.rendered("molorec", split).sort_by([(k, "ascending") for k in KEYS])
+    rendered = prepared.rendered(family, split).sort_by([(k, "ascending") for k in KEYS])
     examples = prepared.examples(split).sort_by([(k, "ascending") for k in KEYS])
     if not all(rendered.column(k).equals(examples.column(k)) for k in KEYS):
-        raise ConfigError(f"{prepared.path}: the molorec rendering of {split} does not match its examples; re-prepare")
+        raise ConfigError(f"{prepared.path}: the {family} rendering of {split} does not match its examples; re-prepare")
     titles = prepared.titles
     table = rendered.append_column("target_domain", examples.column("target_domain")).append_column(
         "target_title", pa.array(titles[examples.column("target").to_numpy()].tolist(), pa.string()))
