@@ -205,3 +205,20 @@ def test_two_workers_switch_data_and_schedule_on_the_same_update(cprec_dataset, 
     assert not np.allclose(first[key].numpy(), second[key].numpy())  # update 2 moved the weights
     assert not np.allclose(second[key].numpy(), final[key].numpy())
     assert summary.best_checkpoint == str(out / "adapter")
+
+
+def test_sft_stages_hand_llara_its_settings_with_the_cpt_adapter(tmp_path):
+    sft = {"lora": {"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}, "llara": {"sasrec_dim": 16}}
+    cfg = validate(cprec.Config, {"data": {"dataset": "/d/game"}, "stage": "sft", "init_from": {"run_dir": "/r"},
+                                  "sft": sft})  # fmt: skip
+    _, llara_cfg = cprec.llara_config(cfg, "/r/adapter", tmp_path)
+    assert (llara_cfg.stage, llara_cfg.data.dataset, llara_cfg.init_from, llara_cfg.out) == \
+        ("sft", "/d/game", "/r/adapter", str(tmp_path))
+    assert llara_cfg.lora.rank == 4 and llara_cfg.llara.sasrec_dim == 16
+    zero = cfg.model_copy(update={"stage": "evaluate"})
+    assert cprec.llara_config(zero, "/r/adapter", tmp_path)[1].stage == "zero_shot"
+    both = validate(cprec.Config, {"data": {"dataset": "/d/cpt"}, "stage": "cpt_then_sft", "sft": sft})
+    with pytest.raises(ConfigError, match="sft.data.dataset: cpt_then_sft pre-trains on data.dataset"):
+        cprec.llara_config(both, None, tmp_path)
+    with pytest.raises(ConfigError, match="recipe.sft"):
+        cprec.llara_config(cfg.model_copy(update={"sft": {"lora": {"rnk": 4}}}), None, tmp_path)

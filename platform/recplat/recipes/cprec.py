@@ -10,10 +10,12 @@ under the Warmup-Stable-Annealing schedule, whose adapter then starts LLaRA's fi
                   candidates, answer-only loss) of a `cprec_cpt` dataset; exported to out/adapter
                   (a plain peft folder: adapter_config.json shows its rank and targets), and to
                   out/after_<n>_instances for every n of `save_after_instances` (Fig. 5).
-    sft           LLaRA fine-tuning (recipes/llara.py) whose LoRA starts from `init_from`'s CPT
-                  adapter (the final one, or the one after `init_after_instances`).
-    evaluate      LLaRA evaluation of that adapter without fine-tuning (Table 4, CPRec w/o SFT).
-    cpt_then_sft  cpt, then sft from its own adapter (Fig. 4: one CPT variant per run).
+    sft           LLaRA fine-tuning (recipes/llara.py, its settings under `sft:`) on data.dataset,
+                  whose LoRA starts from `init_from`'s CPT adapter (the final one, or the one
+                  after `init_after_instances`); llara checks that rank and targets match.
+    evaluate      the same, zero-shot (llara stage zero_shot; Table 4, CPRec w/o SFT).
+    cpt_then_sft  cpt on data.dataset, then sft on `sft.data.dataset` from its own adapter
+                  (written to out/sft).
 
 CPT data order and schedule (data/behaviour_corpus.py): updates 1..S read the domain-specific
 rows, S+1..A the mixed rows, and the LR follows WSA(s) (train/schedules.py), so the data switch
@@ -268,22 +270,44 @@ def cpt_adapter(summary: RunSummary, after_instances: int | None, key: str = "in
     return saved[str(after_instances)]
 
 
-def run_llara(cfg: Config, adapter: str | None) -> RunSummary:
-    """LLaRA fine-tuning (or evaluation) from `adapter` (recipes/llara.py)."""
+def llara_config(cfg: Config, adapter: str | None, out: Path):
+    """recipes/llara.py's Config from `sft` (its keys), with the dataset, out and `init_from`
+    filled: `data.dataset` for sft/evaluate, `sft.data.dataset` after CPT (cpt_then_sft)."""
+    from recplat.config import validate
     from recplat.errors import ConfigError
 
     try:
         from recplat.recipes import llara
     except ImportError:
-        raise ConfigError(f"stage: {cfg.stage} needs the llara recipe (recplat.recipes.llara), not built yet") from None
-    raise ConfigError(f"stage: {cfg.stage}: hand-over to {llara.__name__} is not wired yet")
+        raise ConfigError(f"stage: {cfg.stage} needs the llara recipe (recplat.recipes.llara)") from None
+    data = dict(cfg.sft.get("data") or {})
+    if cfg.stage != "cpt_then_sft":
+        data["dataset"] = cfg.data.dataset
+    elif "dataset" not in data:
+        raise ConfigError("sft.data.dataset: cpt_then_sft pre-trains on data.dataset and fine-tunes on this one")
+    settings = {**cfg.sft, "data": data, "out": str(out), "init_from": adapter}
+    if cfg.stage == "evaluate":
+        settings["stage"] = "zero_shot"  # Table 4: CPRec w/o SFT
+    return llara, validate(llara.Config, settings, source="recipe.sft")
+
+
+def run_llara(cfg: Config, adapter: str, out: Path) -> RunSummary:
+    """LLaRA fine-tuning (or zero-shot testing) whose LoRA starts from the CPT `adapter`."""
+    llara, llara_cfg = llara_config(cfg, adapter, out)
+    summary = llara.run(llara_cfg)
+    extra = {"cpt_adapter": adapter, "init_after_instances": cfg.init_after_instances}
+    summary = RunSummary.model_validate({**summary.to_json(), "recipe": "cprec", **extra})
+    summary.write(out)
+    return summary
 
 
 # --- the run -----------------------------------------------------------------------------------
 def run(cfg: Config, trace_dir: str | None = None) -> RunSummary:
     started, out = time.time(), Path(cfg.out)
     if cfg.stage in ("sft", "evaluate"):
-        return run_llara(cfg, cpt_adapter(cfg.init_from.summary("init_from"), cfg.init_after_instances))
+        return run_llara(cfg, cpt_adapter(cfg.init_from.summary("init_from"), cfg.init_after_instances), out)
+    if cfg.stage == "cpt_then_sft":
+        llara_config(cfg, None, out / "sft")  # a bad sft section fails before the CPT, not after
     out.mkdir(parents=True, exist_ok=True)
     info = train_cpt(cfg, out, trace_dir)
     result = info.pop("result")
@@ -295,5 +319,5 @@ def run(cfg: Config, trace_dir: str | None = None) -> RunSummary:
     print(f"\ncprec (cpt): {info['train_rows']:,} rows over {info['phases']['A']} updates "
           f"(W={info['phases']['W']}, S={info['phases']['S']}); adapter in {info['adapter']}", flush=True)
     if cfg.stage == "cpt_then_sft":
-        return run_llara(cfg, info["adapter"])
+        return run_llara(cfg, info["adapter"], out / "sft")
     return summary
