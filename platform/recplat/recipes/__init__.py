@@ -5,6 +5,7 @@
     popularity.py   most-popular: the floor every model must clear
     xcross.py       X-Cross: per-domain LoRA experts integrated layer by layer (spec §2)
     molorec.py      MoLoRec: a general and a specific LoRA mixed per module in weight space (spec §3)
+    llara.py        LLaRA: hybrid prompts (projected SASRec items), curriculum, one-title answers (spec §4.1)
     cprec.py        CPRec: all-domain continual pre-training under WSA, then LLaRA (spec §4)
     ranking_task.py what the ranking recipes share (arrays, Task base, checkpoint evaluation)
     settings.py     config sections several recipes share (LoRA, backbone)
@@ -37,6 +38,7 @@ RECIPES = {
     "popularity": Recipe("recplat.recipes.popularity"),
     "xcross": Recipe("recplat.recipes.xcross"),
     "molorec": Recipe("recplat.recipes.molorec"),
+    "llara": Recipe("recplat.recipes.llara"),
     "cprec": Recipe("recplat.recipes.cprec"),
 }
 
