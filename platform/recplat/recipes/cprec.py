@@ -285,7 +285,10 @@ def llara_config(cfg: Config, adapter: str | None, out: Path):
         data["dataset"] = cfg.data.dataset
     elif "dataset" not in data:
         raise ConfigError("sft.data.dataset: cpt_then_sft pre-trains on data.dataset and fine-tunes on this one")
-    settings = {**cfg.sft, "data": data, "out": str(out), "init_from": adapter}
+    # what is set on this recipe's train section (`recplat run` fills the job's resources there)
+    # applies to LLaRA's as well
+    train = {**cfg.train.model_dump(include=cfg.train.model_fields_set), **(cfg.sft.get("train") or {})}
+    settings = {**cfg.sft, "data": data, "train": train, "out": str(out), "init_from": adapter}
     if cfg.stage == "evaluate":
         settings["stage"] = "zero_shot"  # Table 4: CPRec w/o SFT
     return llara, validate(llara.Config, settings, source="recipe.sft")
