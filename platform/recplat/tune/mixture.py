@@ -63,6 +63,8 @@ def train_specific_adapters(plan) -> None:
 def _context(cfg, specific: Path):
     """The loaded mixture and the held-out validation rows, cached for this process."""
     global _LOADS
+    import torch
+
     from recplat.data.dataset import PreparedDataset
     from recplat.recipes.molorec import MixtureContext, load_split, seeded_rows
 
@@ -74,7 +76,11 @@ def _context(cfg, specific: Path):
         _CACHE.clear()  # one model in memory per trial process
         valid = load_split(PreparedDataset.open(cfg.data.dataset), "valid", cfg.data.domains)
         held_out = valid.take(seeded_rows(valid.num_rows, None, cfg.eval.seed)[: cfg.eval.valid_size])  # as molorec.run
-        _CACHE[key] = (MixtureContext(cfg, general, specific / "adapter"), held_out)
+        ctx = MixtureContext(cfg, general, specific / "adapter")
+        if torch.cuda.is_available():  # the trial's GPU (resources: {GPU: 1}); the mixture's λ with it
+            ctx.mixture.model.cuda()
+            ctx.mixture.cuda()
+        _CACHE[key] = (ctx, held_out)
         _LOADS += 1
     return _CACHE[key]
 
