@@ -126,6 +126,30 @@ def test_task_draws_the_curriculum_per_micro_batch_and_validates_by_generation(t
     assert all(1 <= n <= 4 for n in lengths)
 
 
+def test_exported_adapter_starts_another_runs_lora_exactly(tiny_dir, tmp_path):
+    from recplat.train.checkpoint import save_weights
+
+    keys = dict(model={"name": str(tiny_dir), "max_length": 128}, llara={"sasrec_dim": 4},
+                lora={"rank": 2, "alpha": 4, "target_modules": ["q_proj", "v_proj"]})
+    items = np.zeros((4, 4), dtype=np.float32)
+    torch.manual_seed(0)
+    trained = llara.LlaraTask(_cfg(**keys), None, items, None, 1).build_model()
+    with torch.no_grad():
+        for name, p in trained.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # a LoRA that is not the identity
+    save_weights(trained, tmp_path / "weights.safetensors")
+    folder = llara.export_adapter(_cfg(**keys), tmp_path / "weights.safetensors", tmp_path / "adapter")
+    saved = json.loads((folder / "adapter_config.json").read_text())
+    assert (saved["r"], saved["target_modules"]) == (2, ["q_proj", "v_proj"])
+    cfg = _cfg(**keys, init_from=str(folder))
+    started = llara.LlaraTask(cfg, llara.resolve_init_from(cfg), items, None, 1).build_model()
+    ours = {n: p for n, p in started.named_parameters() if "lora_" in n}
+    theirs = {n: p for n, p in trained.named_parameters() if "lora_" in n}
+    assert ours.keys() == theirs.keys() and len(ours) == 8  # 2 layers x (q, v) x (A, B)
+    assert all(torch.equal(ours[n], theirs[n]) for n in ours)
+
+
 @pytest.fixture(scope="module")
 def llara_dataset(ray_local, tmp_path_factory):
     """One synthetic domain, CPRec's downstream preprocessing (3-core, history 3..10, 19 negatives,

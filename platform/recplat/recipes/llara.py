@@ -346,7 +346,27 @@ def train_once(cfg: Config, train_cfg: TrainConfig, init: str | None, items: np.
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(directory) / WEIGHTS_FILE, out / f"{WEIGHTS}.partial")
     (out / f"{WEIGHTS}.partial").replace(out / WEIGHTS)
+    export_adapter(cfg, out / WEIGHTS, out / "adapter")
     return task, out / WEIGHTS, {"best_validation": result.best_metrics, "train": result.summary}
+
+
+def export_adapter(cfg: Config, weights: Path, folder: Path) -> Path:
+    """The LoRA of LLaRA `weights` as a plain peft adapter folder, read from the weights file (no
+    model is loaded): what another run's `init_from` takes (Fig. 2's CD-LLaRA starts from it)."""
+    from safetensors.torch import load_file, save_file
+
+    from recplat.storage import atomic_dir
+
+    tensors = {k.removeprefix("lm.").replace(".default.", "."): v for k, v in load_file(str(weights)).items()
+               if k.startswith("lm.") and ".lora_" in k}
+    targets = sorted({k.split(".lora_")[0].rsplit(".", 1)[-1] for k in tensors})
+    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": cfg.lora.rank, "lora_alpha": cfg.lora.alpha,
+              "lora_dropout": cfg.lora.dropout, "target_modules": targets, "bias": "none",
+              "base_model_name_or_path": cfg.model.name}
+    with atomic_dir(folder, overwrite=True) as tmp:
+        save_file(tensors, str(Path(tmp) / "adapter_model.safetensors"))
+        (Path(tmp) / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return folder
 
 
 def generate(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table) -> list[str]:
@@ -468,6 +488,9 @@ def run(cfg: Config) -> RunSummary:
         template = load_templates(prepared.manifest["config"].get("render", {}).get("templates"))["llara"]
         summary["topk"] = test_topk(cfg, task, trained[0][1], test, out / "test_topk", template).overall
     seconds["test"] = round(time.time() - tested, 1)
+    adapter = trained[0][1].parent / "adapter"
+    if adapter.is_dir():
+        summary["adapter"] = str(adapter)  # the LoRA alone, for another run's init_from
     summary.update(weights=str(trained[0][1]), test_examples=test.num_rows, seconds=seconds,
                    best_validation=trained[0][2].get("best_validation"), train=trained[0][2].get("train"))
     summary = RunSummary.model_validate(summary)
