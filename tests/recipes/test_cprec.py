@@ -222,3 +222,25 @@ def test_sft_stages_hand_llara_its_settings_with_the_cpt_adapter(tmp_path):
         cprec.llara_config(both, None, tmp_path)
     with pytest.raises(ConfigError, match="recipe.sft"):
         cprec.llara_config(cfg.model_copy(update={"sft": {"lora": {"rnk": 4}}}), None, tmp_path)
+
+
+# --- the catalog's smoke profile on SmolLM2 -------------------------------------------------------
+@pytest.mark.heavy
+@pytest.mark.timeout(1800)
+def test_cpt_smoke_profile_learns_and_writes_the_fig5_adapters(ray_local, tmp_path):
+    """`recplat run cprec/cpt --profile smoke`: 8 updates of 2 rows on SmolLM2-135M + LoRA; the
+    validation loss falls and the adapters after 4 and 8 rows (updates 2 and 4) are written."""
+    from recplat.run import run_job
+    from recplat.runs import RunSummary
+
+    record = run_job("cprec/cpt", "smoke", out=tmp_path / "cprec-cpt-smoke")
+    summary = RunSummary.read(tmp_path / "cprec-cpt-smoke" / "run")
+    assert record["runs"]["run"]["summary"]["best_checkpoint"] == summary.best_checkpoint
+    extra = summary.model_extra
+    assert extra["phases"] == {"W": 1, "S": 6, "A": 8, "B": 2, "schedule": "wsa", "phase_ends": [1, 6], "data": "phased"}
+    losses = [row["val_loss"] for row in summary.train["history"]]
+    assert [row["step"] for row in summary.train["history"]] == [2, 4, 6, 8]
+    assert losses[-1] < losses[0], losses
+    for n in ("4", "8"):
+        assert (tmp_path / "cprec-cpt-smoke" / "run" / f"after_{n}_instances" / "adapter_config.json").is_file()
+    assert json.loads((tmp_path / "cprec-cpt-smoke" / "run" / "adapter" / "adapter_config.json").read_text())["r"] == 4
