@@ -79,6 +79,18 @@ class TableSource(StrictModel):
     timestamp_unit: Literal["s", "ms"] = "s"
 
 
+class NineRecSource(StrictModel):
+    """NineRec (Bilibili) downstream files <dataset>_pair.csv / <dataset>_item.csv (data/sources/ninerec.py)."""
+
+    kind: Literal["ninerec"]
+    path: str
+    dataset: str = "Bili_Movie"
+    domain: str | None = None  # default: the dataset's name
+    language: Literal["en", "zh"] = "en"  # which title the items get
+    items_file: str | None = None  # default: <dataset>_item.csv
+    timestamp_unit: Literal["s", "ms"] = "s"
+
+
 class SyntheticSource(StrictModel):
     """A seeded multi-domain corpus with planted cross-domain preferences (see data/synth.py)."""
 
@@ -103,6 +115,7 @@ Source = Annotated[
         MovieLensSource,
         RecBoleSource,
         TableSource,
+        NineRecSource,
         SyntheticSource,
     ],
     Field(discriminator="kind"),
@@ -216,6 +229,7 @@ SOURCE_PATH_KEYS = {
     "movielens": ("path",),
     "recbole": ("path",),
     "table": ("interactions", "items"),
+    "ninerec": ("path",),
 }
 
 

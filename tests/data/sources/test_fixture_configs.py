@@ -17,7 +17,7 @@ from tests.data.sources.reading import read_tasks
 
 CONFIGS = sorted(FIXTURES.glob("*/prepare.yaml"))
 FORMATS = ["amazon2014", "amazon2018_csv", "amazon2018_reviews", "amazon2023", "ml-100k", "ml-1m",
-           "ml-latest-small", "recbole", "table"]
+           "ml-latest-small", "ninerec", "recbole", "table"]
 
 
 def test_every_format_has_a_config():

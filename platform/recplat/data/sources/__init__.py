@@ -49,6 +49,7 @@ READERS = {
     "movielens": "recplat.data.sources.movielens",
     "recbole": "recplat.data.sources.recbole",
     "table": "recplat.data.sources.table",
+    "ninerec": "recplat.data.sources.ninerec",
     "synthetic": "recplat.data.sources.synthetic",
 }
 
