@@ -313,8 +313,8 @@ def sasrec_item_table(cfg: Config, out: Path) -> tuple[np.ndarray, dict]:
             data=RankingData(dataset=cfg.data.dataset, train_scope=cfg.data.scope, train_domains=cfg.data.domains,
                              negatives=cfg.llara.candidates - 1),
             model=id_baseline.IdModel(hidden_size=cfg.llara.sasrec_dim, dropout=cfg.sasrec.dropout, max_history=10),
-            eval=RankingEvalConfig(metrics=["hr@1", "ndcg@10"], scope=cfg.data.scope, target_domains=cfg.data.domains,
-                                   segments=[]),
+            eval=RankingEvalConfig(metrics=list(dict.fromkeys(["hr@1", "ndcg@10", cfg.sasrec.train.metric or "hr@1"])),
+                                   scope=cfg.data.scope, target_domains=cfg.data.domains, segments=[]),
             train=cfg.sasrec.train.model_copy(update={"seed": cfg.train.seed}), out=str(out / "sasrec"))
         summary = id_baseline.run(sas)
     if not summary.best_checkpoint or not Path(summary.best_checkpoint, WEIGHTS_FILE).is_file():
