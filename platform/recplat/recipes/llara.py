@@ -192,7 +192,7 @@ class LlaraTask(AnswerTask):
         lm = super().build_model()
         ids = add_placeholder_tokens(lm, self.tokenizer)
         self.micro_batches_done = _steps_done() * self.grad_accum  # a resumed run continues its draws
-        return HybridPromptLM(lm, torch.from_numpy(self.item_embeddings), ids)
+        return HybridPromptLM(lm, torch.tensor(self.item_embeddings), ids)  # a copy: the array may be read-only
 
     def collate(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         out = self.tokenize(batch["prompt"], batch["answer"])
