@@ -369,15 +369,15 @@ def export_adapter(cfg: Config, weights: Path, folder: Path) -> Path:
     return folder
 
 
-def generate(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table) -> list[str]:
+def generate(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table) -> tuple[list[str], np.ndarray]:
+    """Greedy answers to the hybrid prompts of `rows` (in order) and their token counts, on actors."""
     from recplat.eval.generative import generate_sharded
 
     columns = {k: rows.column(k).combine_chunks() for k in ("history_items", "candidate_items")}
-    texts, _ = generate_sharded(task.model_settings, [str(p) for p in rows.column("prompt").to_pylist()],
+    return generate_sharded(task.model_settings, [str(p) for p in rows.column("prompt").to_pylist()],
                                 max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
                                 num_actors=cfg.eval.num_actors, use_gpu=cfg.train.use_gpu, actor=HybridGenerationActor,
                                 actor_kwargs={"task": task, "weights": str(weights)}, columns=columns)
-    return texts
 
 
 def test_model(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table, out_dir: Path):
@@ -385,7 +385,7 @@ def test_model(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table, out_
     from recplat.eval.generative import generative_results
     from recplat.eval.segments import ActivityThresholds, activity_segments
 
-    texts = generate(cfg, task, weights, rows)
+    texts, lengths = generate(cfg, task, weights, rows)
     segments = None
     if cfg.buckets is not None:
         lengths = [len(h) for h in rows.column("history_items").to_pylist()]
@@ -393,6 +393,7 @@ def test_model(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table, out_
         segments = {"history_length": activity_segments(lengths, ActivityThresholds(edges[1], edges[2]))}
     results = generative_results(rows, texts, rows.column("target_title").to_pylist(),
                                  rows.column("candidate_titles").to_pylist(), answer_format="single", segments=segments)
+    results.per_example = results.per_example.append_column("new_tokens", pa.array(lengths))
     results.write(out_dir)
     return results
 
@@ -417,7 +418,7 @@ def test_topk(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table, out_d
     for _ in range(cfg.topk.rounds):
         if not active:
             break
-        texts = generate(cfg, task, weights, pa.table({k: [live[k][i] for i in active] for k in live}))
+        texts, _ = generate(cfg, task, weights, pa.table({k: [live[k][i] for i in active] for k in live}))
         still = []
         for i, text in zip(active, texts):
             name = named_candidate(text, live["candidate_titles"][i])
@@ -441,6 +442,7 @@ def test_topk(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table, out_d
 def run(cfg: Config) -> RunSummary:
     from recplat.data.dataset import PreparedDataset
     from recplat.data.render import load_templates
+    from recplat.eval.results import format_table
     from recplat.runtime import init_ray
     from recplat.train.checkpoint import save_weights, seed_everything
 
@@ -495,7 +497,7 @@ def run(cfg: Config) -> RunSummary:
                    best_validation=trained[0][2].get("best_validation"), train=trained[0][2].get("train"))
     summary = RunSummary.model_validate(summary)
     summary.write(out)
-    print(f"\nllara ({cfg.stage}): test results ({test.num_rows:,} prompts)\n{first.format_table(percent=False)}", flush=True)
+    print(f"\nllara ({cfg.stage}): test results ({test.num_rows:,} prompts)\n{format_table(first, percent=False)}", flush=True)
     return summary
 
 
