@@ -35,3 +35,10 @@ def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
     model = LlamaForCausalLM(config).eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+def tiny_llama_dir(path) -> str:
+    """`tiny_llama()` and SmolLM2's tokenizer saved as an ordinary HF folder at `path` (a `model.name`)."""
+    tiny_llama().save_pretrained(path)
+    smollm2_tokenizer().save_pretrained(path)
+    return str(path)

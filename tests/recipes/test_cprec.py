@@ -6,7 +6,6 @@ micro-batch of every rank came from and the LR of every update."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pyarrow as pa
@@ -148,30 +147,21 @@ def cprec_dataset(ray_local, tmp_path_factory):
     return prepared_dataset(validate(PrepareConfig, data), tmp_path_factory.mktemp("cprec") / "data")
 
 
-def wsa(s, W, S, A, low, high):
-    if s <= W:
-        return low + s / W * (high - low)
-    if s <= S:
-        return high
-    return low + 0.5 * (1 + math.cos(math.pi * (s - S) / (A - S))) * (high - low)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_two_workers_switch_data_and_schedule_on_the_same_update(cprec_dataset, tmp_path):
     from safetensors.torch import load_file
 
-    from tests.models.causal_lms import smollm2_tokenizer, tiny_llama
+    from tests.models.causal_lms import tiny_llama_dir
+    from tests.train.test_schedules import wsa_equation
 
-    model_dir = tmp_path / "tiny"
-    tiny_llama().save_pretrained(model_dir)
-    smollm2_tokenizer().save_pretrained(model_dir)
+    model_dir = tiny_llama_dir(tmp_path / "tiny")
     trace = tmp_path / "trace"
     trace.mkdir()
     low, high = 1e-4, 1e-2
     cfg = validate(cprec.Config, {
         "data": {"dataset": str(cprec_dataset)}, "out": str(tmp_path / "cpt"),
-        "model": {"name": str(model_dir), "max_length": 512},
+        "model": {"name": model_dir, "max_length": 512},
         "lora": {"rank": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
         "train": {"num_workers": 2, "micro_batch_size": 1, "grad_accum": 2, "lr": high, "schedule": "wsa", "min_lr": low,
                   "log_every": 1},
@@ -190,7 +180,7 @@ def test_two_workers_switch_data_and_schedule_on_the_same_update(cprec_dataset, 
         assert [x["phases"] for x in lines] == [["domain_specific"]] * 6 + [["mixed"]] * 4
     # the spine logs, after update u, the LR of update u + 1: WSA(u + 1)
     logged = {row["step"]: row["lr"] for row in summary.train["train_log"]}
-    assert [logged[u] for u in range(1, 5)] == pytest.approx([wsa(u + 1, 1, 3, 5, low, high) for u in range(1, 5)])
+    assert [logged[u] for u in range(1, 5)] == pytest.approx([wsa_equation(u + 1, 1, 3, 5, low, high) for u in range(1, 5)])
     assert logged[2] == pytest.approx(high) and logged[3] == pytest.approx((low + high) / 2)  # update 4 anneals
 
     out = tmp_path / "cpt"

@@ -93,7 +93,8 @@ class Config(StrictModel):
         if self.stage in ("sft", "evaluate") and self.init_from is None:
             raise ValueError(f"stage: {self.stage} needs init_from (a finished stage: cpt run)")
         if self.cpt.schedule == "wsa_over_ds" and self.cpt.data != "domain_specific":
-            raise ValueError("cpt.schedule: wsa_over_ds anneals over domain-specific rows; set cpt.data: domain_specific")
+            raise ValueError("cpt.schedule: wsa_over_ds anneals over domain-specific rows; "
+                             "set cpt.data: domain_specific")
         if self.stage in ("cpt", "cpt_then_sft"):
             if self.train.max_steps is not None or self.train.epochs != 1:
                 raise ValueError("train.max_steps, train.epochs: CPT is one pass whose length the data sets "
@@ -184,7 +185,8 @@ class PhasedAnswerTask(AnswerTask):
         rank, u, m = self._rank(), int(batch["update"][0]), int(batch["micro"][0])
         same = (batch["update"] == u).all() and (batch["micro"] == m).all() and (batch["rank"] == rank).all()
         if not same or (self._next is not None and (u, m) != self._next):
-            raise RecplatError(f"cprec: rank {rank} read rows laid out for updates {sorted(set(batch['update'].tolist()))}, "
+            updates = sorted(set(batch["update"].tolist()))
+            raise RecplatError(f"cprec: rank {rank} read rows laid out for updates {updates}, "
                                f"ranks {sorted(set(batch['rank'].tolist()))}, micro-batch {m} (expected {self._next}): "
                                "the spine's data split no longer matches data/behaviour_corpus.worker_layout")
         self._next = (u, m + 1) if m + 1 < self.grad_accum else (u + 1, 0)

@@ -87,7 +87,8 @@ class TrainConfig(StrictModel):
         if self.phase_ends is not None and not 0 <= self.phase_ends[0] <= self.phase_ends[1]:
             raise ValueError(f"phase_ends: (W, S) with 0 <= W <= S, got {list(self.phase_ends)}")
         if (self.min_lr or self.phase_ends is not None) and self.schedule not in ("wsa", "warmup_stable"):
-            raise ValueError(f"min_lr, phase_ends: only the wsa and warmup_stable schedules use them, not {self.schedule}")
+            raise ValueError(f"min_lr, phase_ends: only the wsa and warmup_stable schedules use them, "
+                             f"not {self.schedule}")
         if self.fail_at_step is not None and self.max_steps is not None and self.fail_at_step >= self.max_steps:
             raise ValueError(f"fail_at_step: must be below max_steps ({self.max_steps})")
         return self
