@@ -87,7 +87,8 @@ def test_w_g_trials_reuse_the_loaded_adapters_and_match_the_recipes_scoring(ray_
     assert sorted(r["params"]["recipe.mixture.fixed"][0] for r in rows) == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert all(r["status"] == "done" and 0 <= r["objective"] <= 1 for r in rows)
     assert rows[0]["objective"] == max(r["objective"] for r in rows) and record["best"] == rows[0]["trial"]
-    assert "recipe.mixture.coefficients=fixed recipe.mixture.fixed=" in record["command"]
+    best = rows[0]["params"]["recipe.mixture.fixed"]
+    assert record["command"].endswith(f"recipe.mixture.coefficients=fixed 'recipe.mixture.fixed=[{best[0]}, {best[1]}]'")
     assert (adapters_dir(out, "warm") / "adapter" / "adapter_config.json").is_file()  # Θ_s, trained once
 
     scored = {r["trial"]: json.loads((out / "trials" / r["trial"] / "validation.json").read_text()) for r in rows}
