@@ -57,7 +57,14 @@ def test_the_catalog_search_needs_the_general_adapter_first(tmp_path):
         plan_sweep(FIG4, "smoke", "w_g", out=tmp_path / "sweep", catalog=Catalog(JOBS))
 
 
-def _tiny_overrides(model_dir: Path) -> list[str]:
+def tiny_model_overrides(root: Path) -> list[str]:
+    """The TINY random Llama (SmolLM2's tokenizer) saved under `root`, and the smoke profile's
+    overrides that train and evaluate with it for a few steps and tokens."""
+    from tests.models.causal_lms import smollm2_tokenizer, tiny_llama
+
+    model_dir = root / "tiny"
+    tiny_llama().save_pretrained(model_dir)
+    smollm2_tokenizer().save_pretrained(model_dir)
     return [f"recipe.model.name={model_dir}", "recipe.model.max_length=512", "data.sources.0.users=40",
             "recipe.train.max_steps=2", "recipe.eval.max_new_tokens=6", "recipe.eval.test_size=4",
             "recipe.eval.batch_size=4"]  # fmt: skip
@@ -69,12 +76,8 @@ def test_w_g_trials_reuse_the_loaded_adapters_and_match_the_recipes_scoring(ray_
     from recplat.recipes import molorec
     from recplat.run import plan_job
     from recplat.tune.mixture import _context, adapters_dir
-    from tests.models.causal_lms import smollm2_tokenizer, tiny_llama
 
-    model_dir = tmp_path / "tiny"
-    tiny_llama().save_pretrained(model_dir)
-    smollm2_tokenizer().save_pretrained(model_dir)
-    tiny = _tiny_overrides(model_dir)
+    tiny = tiny_model_overrides(tmp_path)
     # Θ_g: the catalog's stage 1, where fig4's general_from finds it (next to the sweep folder)
     assert main(["run", "molorec/stage1_general", "--profile", "smoke", "--out",
                  str(tmp_path / "molorec-stage1_general-smoke"), *tiny]) == 0  # fmt: skip

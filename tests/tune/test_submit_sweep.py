@@ -11,18 +11,13 @@ import pytest
 from recplat.submit import connect
 from recplat.tune.results import read_sweep
 from tests.test_submit import ROOT, ray_head  # noqa: F401 (the module-scoped head fixture)
-from tests.tune.test_mixture_search import FIG4, _tiny_overrides
+from tests.tune.test_mixture_search import FIG4, tiny_model_overrides
 
 
 @pytest.mark.heavy
 @pytest.mark.timeout(1800)
 def test_the_w_g_search_through_ray_job_submit(ray_head, tmp_path):  # noqa: F811
-    from tests.models.causal_lms import smollm2_tokenizer, tiny_llama
-
-    model_dir = tmp_path / "tiny"
-    tiny_llama().save_pretrained(model_dir)
-    smollm2_tokenizer().save_pretrained(model_dir)
-    tiny = _tiny_overrides(model_dir)
+    tiny = tiny_model_overrides(tmp_path)
     stage1 = ["recplat", "run", "molorec/stage1_general", "--profile", "smoke", "--out",
               str(tmp_path / "molorec-stage1_general-smoke"), *tiny]  # fmt: skip
     sweep = ["recplat", "tune", FIG4, "--profile", "smoke", "--search", "w_g", "--out", str(tmp_path / "sweep"),
