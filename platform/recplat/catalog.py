@@ -259,10 +259,11 @@ class JobSpec(StrictModel):
         return self.status == "ready"
 
     def require_ready(self) -> None:
-        """Raise a clear error for a planned job (its recipe is not built yet)."""
+        """Raise a clear error for a planned job (its recipe, or its smoke run, is not there yet)."""
         if not self.ready:
             raise JobNotReady(
-                f"{self.name} is planned: the {self.recipe!r} recipe is not built yet, so it cannot run. "
+                f"{self.name} is planned: its {self.recipe!r} settings have not passed a smoke run yet "
+                "(the job file's header says what is missing), so it cannot run. "
                 "It is listed so its settings and the paper's numbers are in one place; "
                 "`recplat jobs list` shows the jobs that are ready."
             )

@@ -116,7 +116,7 @@ def _add_jobs(sub) -> None:
     ls = jobs_sub.add_parser(
         "list", help="a table of jobs: name, paper, table/figure, status, runs",
         description="One line per catalog job: NAME, PAPER, TABLE/FIGURE (the table or figure it "
-        "reproduces, and its row), STATUS (ready, or planned: its recipe is not built yet) and RUNS (how "
+        "reproduces, and its row), STATUS (ready, or planned: not yet passed a smoke run) and RUNS (how "
         "many runs its paper profile makes: the variants of its sweep, 1 without one).",
     )
     ls.add_argument("--paper", help="only this paper: llmrec, xcross, molorec, cprec")
@@ -140,7 +140,7 @@ def _run_jobs_list(args) -> int:
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     ready = sum(s.ready for s in specs)
-    print(f"\n{len(specs)} jobs, {ready} ready, {len(specs) - ready} planned (their recipes are not built yet)")
+    print(f"\n{len(specs)} jobs, {ready} ready, {len(specs) - ready} planned (not yet passed a smoke run)")
     return 0
 
 
