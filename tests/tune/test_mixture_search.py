@@ -40,13 +40,20 @@ def _catalog_with(root: Path, search: dict, job: str = FIG4) -> Catalog:
         (FIG4, {"space": {"variant": {"grid": ["warm"]}, "recipe.mixture.fixed": {"grid": [[0.3, 0.3]]}}},
          r"s.space.recipe.mixture.fixed: \[0.3, 0.3\]: give \[w_g, w_s\] with w_g, w_s >= 0 and w_g \+ w_s = 1"),
         (FIG4, {"space": {"variant": {"grid": ["warm"]}, "recipe.train.lr": {"grid": [0.1]}}},
-         r"s.space: a mixture search is over recipe.mixture.fixed \(and variant\) only, not recipe.train.lr"),
+         r"s.space: a mixture search is over one of recipe.mixture.fixed or recipe.mixture.lr \(and variant\), "
+         r"not recipe.train.lr"),
+        (FIG4, {"space": {"variant": {"grid": ["warm"]}, "recipe.mixture.fixed": {"grid": [[0.5, 0.5]]},
+                          "recipe.mixture.lr": {"grid": [0.1]}}}, r"s.space: a mixture search is over one of .*, not both"),
+        (FIG4, {"space": {"variant": {"grid": ["warm"]}, "recipe.mixture.lr": {"grid": [0.1, -1.0]}}},
+         r"s.space.recipe.mixture.lr: -1.0: .*mixture.lr: Input should be greater than 0"),
         ("llmrec/fig7_lora_rank", {"space": {"variant": {"grid": ["minilm-r2"]}}, "metric": "recall@1"},
          r"s.trials: mixture scores MoLoRec's adapter mixture; this job's recipe is llmrec"),
     ],
 )
 def test_a_mixture_search_is_checked_before_anything_runs(tmp_path, job, change, message):
     catalog = _catalog_with(tmp_path, {**W_G, **change}, job)
+    if job == FIG4:  # so that only the search can be wrong
+        _finished_stage1(tmp_path, "smoke")
     with pytest.raises(ConfigError, match=rf"^jobs/{job}.yaml: profiles.smoke.tune.{message}"):
         plan_sweep(job, "smoke", out=tmp_path / "s", catalog=catalog)
 
@@ -55,6 +62,50 @@ def test_the_catalog_search_needs_the_general_adapter_first(tmp_path):
     with pytest.raises(ConfigError, match=r"recipe.general_from: no finished run of molorec/stage1_general .*"
                                           r"run `recplat run molorec/stage1_general --profile smoke` first"):
         plan_sweep(FIG4, "smoke", "w_g", out=tmp_path / "sweep", catalog=Catalog(JOBS))
+
+
+def _finished_stage1(runs_root: Path, profile: str) -> None:
+    """A finished stage-1 run where fig4's general_from looks for it (planning reads only that it
+    finished: its summary.json)."""
+    from recplat.run import find_run
+    from recplat.runs import RunSummary
+
+    catalog = Catalog(JOBS)
+    folder = find_run("molorec/stage1_general", "ecommerce", profile, runs_root, catalog, "test")
+    folder.mkdir(parents=True)
+    RunSummary(recipe="molorec", dataset=str(runs_root / "data")).write(folder)
+
+
+@pytest.mark.parametrize("profile, search, variant, lrs",
+                         [("smoke", "entropy_lr", "warm", [0.1, 1.0, 10.0]),
+                          ("paper", "entropy_lr_cold", "cold-toys", [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09])])
+def test_the_entropy_lr_search_plans_trials_the_best_command_reproduces(tmp_path, profile, search, variant, lrs):
+    """Every lr trial runs the entropy adaptation at exactly its lr (the variant's own lr_grid
+    cleared: the cold variants set one), and the best command resolves the trial's config."""
+    import shlex
+
+    from recplat.run import plan_job
+    from recplat.tune.results import best_command
+    from recplat.tune.space import trial_overrides
+
+    _finished_stage1(tmp_path, profile)
+    catalog = Catalog(JOBS)
+    plan = plan_sweep(FIG4, profile, search, out=tmp_path / "sweep", catalog=catalog)
+    assert plan.search.trials == "mixture" and plan.search.space["recipe.mixture.lr"].grid == lrs
+    assert plan.overrides[-2:] == ("recipe.mixture.coefficients=entropy", "recipe.mixture.lr_grid=[]")
+    assert variant in plan.search.space["variant"].grid
+    for lr in lrs:
+        params = {"variant": variant, "recipe.mixture.lr": lr}
+        trial_variant, trial = trial_overrides(params)
+        ran = plan_job(FIG4, profile, trial_variant, plan.out, [*plan.overrides, *trial], catalog).runs[0].config
+        assert (ran.mixture.coefficients, ran.mixture.lr, ran.mixture.lr_grid) == ("entropy", lr, [])
+        argv = shlex.split(best_command(FIG4, profile, list(plan.overrides), params))
+        rerun = plan_job(FIG4, profile, argv[argv.index("--variant") + 1], tmp_path / "rerun",
+                         [a for a in argv if "=" in a], catalog, check=False).runs[0].config  # fmt: skip
+        assert rerun.model_dump(exclude={"out", "data"}) == ran.model_dump(exclude={"out", "data"})
+    if profile == "paper":  # without the search's overrides the cold variant would pick among its own grid
+        own = plan_job(FIG4, profile, variant, plan.out, [], catalog, check=False).runs[0].config
+        assert own.mixture.lr_grid == lrs
 
 
 def tiny_model_overrides(root: Path) -> list[str]:

@@ -127,9 +127,10 @@ def plan_sweep(name: str, profile: str, search_name: str | None = None, out: str
 
 
 def _mixture_overrides(plan: SweepPlan, overrides) -> list[str]:
-    """A `trials: mixture` search: MoLoRec only, FIFO, its space (w_g, w_s) pairs at
-    recipe.mixture.fixed; its trials (and the best command) run with coefficients: fixed."""
-    from recplat.tune.mixture import FIXED_KEY, check_pairs
+    """A `trials: mixture` search: MoLoRec only, FIFO, its space over one of mixture.SEARCHED (w_g,
+    w_s) pairs at recipe.mixture.fixed, or the entropy adaptation's recipe.mixture.lr; its trials
+    (and the best command) run with that search's coefficients (mixture.SEARCHED)."""
+    from recplat.tune.mixture import FIXED_KEY, SEARCHED, check_pairs
 
     search = plan.search
     if plan.spec.recipe != "molorec":
@@ -137,17 +138,18 @@ def _mixture_overrides(plan: SweepPlan, overrides) -> list[str]:
                           f"{plan.spec.recipe}")
     if search.scheduler.type != "fifo":
         raise ConfigError(f"{plan.where}.scheduler: evaluation-only trials report once; use fifo")
-    extra = [k for k in search.space if k not in (VARIANT_KEY, FIXED_KEY)]
-    if FIXED_KEY not in search.space or extra:
-        raise ConfigError(f"{plan.where}.space: a mixture search is over {FIXED_KEY} (and variant) only"
-                          + (f", not {', '.join(extra)}" if extra else ""))
-    param = search.space[FIXED_KEY]
-    try:
-        check_pairs(param.values if param.kind in ("grid", "choice") else [param.kind])
-    except ValueError as exc:
-        raise ConfigError(f"{plan.where}.space.{FIXED_KEY}: {exc}") from None
-    fixed = "recipe.mixture.coefficients=fixed"
-    return list(overrides) if fixed in overrides else [*overrides, fixed]
+    searched = [k for k in search.space if k in SEARCHED]
+    extra = [k for k in search.space if k != VARIANT_KEY and k not in SEARCHED]
+    if len(searched) != 1 or extra:
+        raise ConfigError(f"{plan.where}.space: a mixture search is over one of {' or '.join(SEARCHED)} (and variant)"
+                          + (f", not {', '.join(extra)}" if extra else ", not both" if searched else ""))
+    param = search.space[searched[0]]
+    if searched[0] == FIXED_KEY:
+        try:
+            check_pairs(param.values if param.kind in ("grid", "choice") else [param.kind])
+        except ValueError as exc:
+            raise ConfigError(f"{plan.where}.space.{FIXED_KEY}: {exc}") from None
+    return [*overrides, *(o for o in SEARCHED[searched[0]] if o not in overrides)]
 
 
 def _plan_one(plan: SweepPlan, catalog, variant: str | None, extra: list[str], label: str = ""):

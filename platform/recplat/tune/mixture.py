@@ -1,9 +1,17 @@
-"""Evaluation-only trials: MoLoRec's merge coefficients (Eq. 6, w_s = 1 − w_g) chosen on validation.
+"""Evaluation-only trials: MoLoRec's mixture (Eq. 6) chosen on validation, one of two searches.
 
-A search with `trials: mixture` (jobs/molorec/fig4_coefficients.yaml) scores the mixture
-w_g Θ_g ⊕ w_s Θ_s at each `recipe.mixture.fixed` value of its space on the run's held-out
-validation prompts (the selection `molorec.run` makes: `eval.valid_size` seeded prompts, never
-test). Nothing is trained per trial:
+A search with `trials: mixture` (jobs/molorec/fig4_coefficients.yaml) is over exactly one of
+
+- `recipe.mixture.fixed`: the mixture w_g Θ_g ⊕ w_s Θ_s (w_s = 1 − w_g) at each (w_g, w_s), every
+  module alike (the non-adaptive MoLoRec); its trials and best command run `coefficients: fixed`;
+- `recipe.mixture.lr`: the learning rate of the entropy-guided adaptation (Eq. 9-10): each trial
+  resets λ to `mixture.init`, adapts it on the first `tta_prompts` held-out validation prompts,
+  unlabeled, and scores the adapted mixture on their labels: one step of the recipe's own lr
+  selection (`molorec.entropy_mixture`) per trial; trials and best command run `coefficients:
+  entropy` with `lr_grid: []` (the lr as is; the run then adapts on test prompts, unlabeled);
+
+scored on the run's held-out validation prompts (the selection `molorec.run` makes:
+`eval.valid_size` seeded prompts, never test). Nothing but λ is trained per trial:
 
 - the driver trains Θ_s once per variant, before any trial starts: the variant's own run with
   `recipe.stage=specific_only` (the very adapter a `mixture` run trains: same rows, same seed) into
@@ -14,8 +22,9 @@ test). Nothing is trained per trial:
   and generate: no reload per trial. Generation runs in the trial's process through the loaded
   mixture (`molorec.evaluate_adapter` would export the adapter and load a model per call).
 
-Each trial writes `trials/<id>/validation.json` (w, the metrics, its answers, the process and how
-many contexts that process has loaded) and reports the objective as its final result.
+Each trial writes `trials/<id>/validation.json` (w, the lr and adaptation report of an lr trial, the
+metrics, its answers, the process and how many contexts that process has loaded) and reports the
+objective as its final result.
 """
 
 from __future__ import annotations
@@ -28,7 +37,10 @@ from recplat.tune.space import trial_overrides
 from recplat.tune.trial import FINAL_KEY, SweepContext, trial_dir
 
 ADAPTERS_DIR = "adapters"  # <sweep>/adapters/<variant>/: the specific_only run that made Θ_s
-FIXED_KEY = "recipe.mixture.fixed"  # the space's (w_g, w_s) pairs
+FIXED_KEY = "recipe.mixture.fixed"  # a w_g search: the space's (w_g, w_s) pairs
+LR_KEY = "recipe.mixture.lr"  # an entropy-adaptation lr search
+SEARCHED = {FIXED_KEY: ["recipe.mixture.coefficients=fixed"],  # what each search's trials run with
+            LR_KEY: ["recipe.mixture.coefficients=entropy", "recipe.mixture.lr_grid=[]"]}
 _CACHE: dict[tuple, Any] = {}  # one (MixtureContext, validation rows) per trial process
 _LOADS = 0  # contexts this process has loaded (validation.json shows it)
 
@@ -85,13 +97,27 @@ def _context(cfg, specific: Path):
     return _CACHE[key]
 
 
-def score_weights(ctx, rows, weights: tuple[float, float]):
-    """Greedy answers of the loaded mixture at (w_g, w_s) to `rows`, scored as the recipe scores them."""
+def adapt_on_validation(ctx, rows, cfg) -> dict:
+    """λ from `mixture.init`, adapted by entropy (Eq. 10) at `mixture.lr` on the first `tta_prompts`
+    of `rows`, unlabeled: what `molorec.entropy_mixture` does for each lr of its grid."""
+    from recplat.models.entropy_adaptation import EntropySettings, adapt_mixture_by_entropy
+
+    m = cfg.mixture
+    settings = EntropySettings(lr=m.lr, first_tokens=m.first_tokens, batch_tokens=m.batch_tokens,
+                               grad_accum=m.grad_accum, max_new_tokens=m.max_new_tokens)  # fmt: skip
+    ctx.mixture.reset(m.init)
+    return adapt_mixture_by_entropy(ctx.mixture, ctx.tokenizer, ctx.prompt_ids(rows.slice(0, m.tta_prompts)), settings)
+
+
+def score_weights(ctx, rows, weights: tuple[float, float] | None):
+    """Greedy answers of the loaded mixture to `rows` at (w_g, w_s) (None: at its current λ),
+    scored as the recipe scores them."""
     from recplat.eval.generative import generate_greedy, generative_results
     from recplat.recipes.molorec import strings
 
     cfg = ctx.cfg
-    ctx.mixture.set_weights(weights)
+    if weights is not None:
+        ctx.mixture.set_weights(weights)
     model = ctx.mixture.model.base_model.model.eval()
     ids = ctx.prompt_ids(rows)
     texts: list[str] = []
@@ -103,7 +129,8 @@ def score_weights(ctx, rows, weights: tuple[float, float]):
 
 
 def mixture_trial(config: dict[str, Any], sweep: SweepContext) -> None:
-    """The Tune trainable of a `trials: mixture` search: one (w_g, w_s) scored on validation."""
+    """The Tune trainable of a `trials: mixture` search: one (w_g, w_s), or one entropy lr, scored
+    on validation."""
     from ray import tune
 
     from recplat.run import plan_job
@@ -114,12 +141,16 @@ def mixture_trial(config: dict[str, Any], sweep: SweepContext) -> None:
     cfg = plan_job(sweep.job, sweep.profile, variant, sweep.out, [*sweep.overrides, *overrides],
                    sweep.catalog).runs[0].config  # fmt: skip
     ctx, rows = _context(cfg, adapters_dir(sweep.out, variant))
-    results, texts = score_weights(ctx, rows, tuple(cfg.mixture.fixed))
+    adaptive = cfg.mixture.coefficients == "entropy"  # an lr search (SEARCHED)
+    adapted = {"lr": cfg.mixture.lr, "adaptation": adapt_on_validation(ctx, rows, cfg)} if adaptive else {}
+    results, texts = score_weights(ctx, rows, None if adaptive else tuple(cfg.mixture.fixed))
+    w_g, w_s = ctx.mixture.mean_weights() if adaptive else cfg.mixture.fixed
     metrics = {k: float(v) for k, v in results.overall.items() if isinstance(v, (int, float))}
-    record = {"w_g": cfg.mixture.fixed[0], "w_s": cfg.mixture.fixed[1], "validation": metrics,
-              "prompts": rows.num_rows, "outputs": texts, "pid": os.getpid(), "context_loads": _LOADS}  # fmt: skip
+    record = {"w_g": w_g, "w_s": w_s, **adapted, "validation": metrics, "prompts": rows.num_rows,
+              "outputs": texts, "pid": os.getpid(), "context_loads": _LOADS}  # fmt: skip
     out = trial_dir(sweep.out, trial_id)
     write_json_atomic(out / "validation.json", record)
-    print(f"[tune] trial {trial_id}: w_g={record['w_g']} {sweep.metric}={metrics[sweep.metric]:.4f} "
+    lr = f"lr={cfg.mixture.lr} -> " if adaptive else ""
+    print(f"[tune] trial {trial_id}: {lr}w_g={w_g:.4g} {sweep.metric}={metrics[sweep.metric]:.4f} "
           f"(process {record['pid']}, {_LOADS} load(s))", flush=True)
-    tune.report({sweep.metric: metrics[sweep.metric], FINAL_KEY: True, "trial_dir": str(out), "w_g": record["w_g"]})
+    tune.report({sweep.metric: metrics[sweep.metric], FINAL_KEY: True, "trial_dir": str(out), "w_g": w_g})

@@ -138,7 +138,8 @@ class TuneSearch(StrictModel):
     resources: dict[str, float] = {"CPU": 1.0}  # each trial's driver (its Train workers come on top)
     seed: int = 0  # of the random draws: the same search draws the same trials
     # train: each trial a training run (trial.py); mixture: evaluation-only trials over MoLoRec's
-    # merge coefficients, the adapters trained once and loaded once per trial process (mixture.py)
+    # merge coefficients or its entropy adaptation's lr, the adapters trained once and loaded once
+    # per trial process (mixture.py)
     trials: Literal["train", "mixture"] = "train"
 
     @field_validator("metric")
