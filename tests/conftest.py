@@ -32,3 +32,42 @@ def ray_local():
     init_ray(num_cpus=4)
     yield ray
     ray.shutdown()
+
+
+
+# --- a stuck test is visible: `pytest -q` names each Ray or slow test as it starts, and any test
+# that took 20 s or more when it ends (-v names every test already) -------------------------------
+RAY_FIXTURES = {"ray_local", "ray_head"}
+SLOW_SECONDS = 20.0
+_session: dict = {"started": {}}
+
+
+def pytest_configure(config):
+    _session["config"] = config
+
+
+def _say(line: str) -> None:
+    config = _session.get("config")
+    reporter = config.pluginmanager.get_plugin("terminalreporter") if config else None
+    if reporter is not None and config.getoption("verbose") <= 0:
+        reporter.ensure_newline()
+        reporter.write_line(line)
+
+
+def pytest_runtest_logstart(nodeid, location):  # noqa: ARG001
+    import time
+
+    _session["started"][nodeid] = time.monotonic()
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("slow") is not None or RAY_FIXTURES & set(item.fixturenames):
+        _say(f"[running] {item.nodeid}")
+
+
+def pytest_runtest_logfinish(nodeid, location):  # noqa: ARG001
+    import time
+
+    seconds = time.monotonic() - _session["started"].pop(nodeid, time.monotonic())
+    if seconds >= SLOW_SECONDS:
+        _say(f"[{seconds:4.0f} s] {nodeid}")
