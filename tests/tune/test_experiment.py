@@ -114,3 +114,42 @@ def test_the_best_command_resolves_the_trials_own_config(catalog, tmp_path):
     assert rerun.train.lr == params["recipe.train.lr"] and rerun.finetune.rank == 4 and rerun.train.num_workers == 1
     assert rerun.model_dump(exclude={"out", "data"}) == ran.model_dump(exclude={"out", "data"})
     assert parse_override(overrides[-2])[1] == params["recipe.train.lr"]
+
+
+def test_the_cprec_wsa_search_plans_trials_that_share_their_stable_phase(catalog, tmp_path):
+    """CPRec's WSA search (FIFO: the gains arrive in the annealing): 8 trials, each one the run the
+    best command would make; trials with the same warm-up and peak LR read the same rows at the same
+    learning rates up to the stable phase's end S and differ only after it (the point an annealing
+    variant would branch from a shared stable-phase checkpoint)."""
+    import numpy as np
+
+    from recplat.data.behaviour_corpus import consumption_order
+    from recplat.recipes.cprec import plan_cpt
+    from recplat.train.schedules import schedule_for
+
+    plan = plan_sweep("cprec/cpt", "smoke", out=tmp_path / "w", catalog=catalog)
+    assert plan.search_name == "wsa" and plan.search.scheduler.type == "fifo" and plan.search.metric == "val_loss"
+    grid = [dict(zip(("recipe.cpt.warmup_end", "recipe.train.lr", "recipe.cpt.anneal_end"), v))
+            for v in [(w, lr, a) for w in (1, 2) for lr in (5.0e-4, 1.0e-3) for a in (7, 8)]]
+    ds, mix = np.arange(20), np.arange(20, 30)  # row ids of a corpus with 20 domain-specific and 10 mixed rows
+    runs = {}
+    for params in grid:
+        _, overrides = trial_overrides(params)
+        cfg = plan_job("cprec/cpt", "smoke", None, plan.out, overrides, catalog, check=False).runs[0].config
+        phases, schedule = plan_cpt(cfg, len(ds), len(mix), cfg.train.num_workers)
+        assert (phases.warmup_end, phases.stable_end, phases.anneal_end) == \
+            (params["recipe.cpt.warmup_end"], 6, params["recipe.cpt.anneal_end"])
+        train = cfg.train.model_copy(update={"phase_ends": schedule["phase_ends"]})
+        lrs = [cfg.train.lr * schedule_for(train, phases.anneal_end)(s) for s in range(phases.anneal_end)]
+        rows, _ = consumption_order(ds, mix, phases, cfg.cpt.data, cfg.train.seed)
+        runs[tuple(params.values())] = (lrs, rows.tolist(), phases.batch)
+        argv = shlex.split(best_command("cprec/cpt", "smoke", [], params))
+        rerun = plan_job("cprec/cpt", "smoke", None, tmp_path / "r", [a for a in argv if "=" in a], catalog,
+                         check=False).runs[0].config  # fmt: skip
+        assert rerun.model_dump(exclude={"out", "data"}) == cfg.model_dump(exclude={"out", "data"})
+    for w in (1, 2):
+        for lr in (5.0e-4, 1.0e-3):
+            (lrs7, rows7, batch), (lrs8, rows8, _) = runs[(w, lr, 7)], runs[(w, lr, 8)]
+            assert lrs7[:6] == lrs8[:6] and rows7[: 6 * batch] == rows8[: 6 * batch]  # the shared stable trunk
+            assert lrs7[6] != lrs8[6] and lrs7[6] == pytest.approx(cfg.train.min_lr)  # annealing: 1 vs 2 updates
+    assert runs[(1, 5.0e-4, 7)][0][:6] != runs[(2, 5.0e-4, 7)][0][:6]  # warm-up length changes the trunk
