@@ -14,6 +14,7 @@ from tests.test_submit import ROOT, ray_head  # noqa: F401 (the module-scoped he
 from tests.tune.test_mixture_search import FIG4, tiny_model_overrides
 
 
+# heavy: passed in 443 s under load 22-41 on the 2-core machine (stage 1, Θ_s, 5 evaluation-only trials)
 @pytest.mark.heavy
 @pytest.mark.timeout(1800)
 def test_the_w_g_search_through_ray_job_submit(ray_head, tmp_path):  # noqa: F811
