@@ -1,13 +1,16 @@
-"""Benchmark: `recplat prepare` on Ray Data vs the single-process reference (tests/data/reference.py).
+"""Benchmark: `recplat prepare` (Ray) vs a single-process columnar implementation of the same
+stages (benchmarks/columnar_prepare.py: polars + numpy, the yardstick; needs `pip install polars`).
 
 Synthetic Amazon-2018-format corpora (5 domains, ratings CSV + meta JSON) of the requested sizes
 are written once under --workdir; each pipeline then runs in its own process while a sampler adds
 up the proportional memory (PSS) of that process and all its children (Ray's raylet, GCS and workers
-included) every 0.5 s. Results are printed and, with --write, put into docs/benchmarks.md between
-the markers of the "prep_throughput" section.
+included) every 0.5 s. After both ran, their outputs are compared (items, sequences, examples with
+candidates must be equal). Results are printed with the ratio recplat / yardstick and the load
+average, and with --write put into docs/benchmarks.md between the markers of the "prep_throughput"
+section. `--with-pandas` also runs the slow pandas reference of the tests (tests/data/reference.py).
 
-    python benchmarks/prep_throughput.py --sizes 1000000 10000000 --write
-    python benchmarks/prep_throughput.py --sizes 200000 --skip-reference   # quick look
+    python benchmarks/prep_throughput.py --sizes 10000 1000000 10000000 --write
+    python benchmarks/prep_throughput.py --sizes 200000 --only ray   # quick look
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def corpus_config(n_interactions: int) -> dict:
     }
 
 
-def prepare_config(corpus_dir: Path, partitions: int) -> dict:
+def prepare_config(corpus_dir: Path, partitions: int | None) -> dict:
     """LLM-Rec-style preparation (the `spiao` preset's rules): mixed 5-core, sequences ordered by
     (timestamp, item, rating) with repeats kept, leave-one-out prefixes, stored candidates."""
     return {
@@ -53,7 +56,7 @@ def prepare_config(corpus_dir: Path, partitions: int) -> dict:
         "sequences": {"scope": "mixed", "tie_order": ["item", "rating"]},
         "split": {"method": "leave_one_out", "max_history": 10},
         "candidates": {"count": 100, "train_negatives": 10},
-        "num_partitions": partitions,
+        **({"num_partitions": partitions} if partitions else {}),
     }
 
 
@@ -82,7 +85,7 @@ def run_ray(cfg_path: str, out: str, num_cpus: int, object_store_gib: float) -> 
 
     cfg = load_config(PrepareConfig, cfg_path, [])
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray.init(num_cpus=num_cpus, object_store_memory=int(object_store_gib * 2**30), include_dashboard=False,
+    ray.init(address="local", num_cpus=num_cpus, object_store_memory=int(object_store_gib * 2**30), include_dashboard=False,
              log_to_driver=False)
     prepare(cfg, out, overwrite=True, show_progress=False)
 
@@ -106,6 +109,14 @@ def run_reference(cfg_path: str, out: str) -> None:
             pq.write_table(table, path)
 
 
+def run_columnar(cfg_path: str, out: str) -> None:
+    import yaml
+
+    from columnar_prepare import prepare as columnar
+
+    columnar(yaml.safe_load(Path(cfg_path).read_text()), Path(out))
+
+
 def measure(cmd: list[str]) -> dict:
     """Wall time and peak memory of `cmd` and all its descendants, sampled every 0.5 s.
 
@@ -114,6 +125,7 @@ def measure(cmd: list[str]) -> dict:
     shared-memory object store once per process that maps it (raylet, driver, every worker) and
     so overstates a Ray pipeline's footprint several times over.
     """
+    load_before = os.getloadavg()[0]
     t0 = time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT)
     root = psutil.Process(proc.pid)
@@ -144,7 +156,7 @@ def measure(cmd: list[str]) -> dict:
     stop.set()
     thread.join()
     return {"rc": rc, "seconds": round(time.time() - t0, 1), "peak_pss_gib": round(peak / 2**30, 2),
-            "peak_rss_sum_gib": round(peak_rss / 2**30, 2)}
+            "peak_rss_sum_gib": round(peak_rss / 2**30, 2), "load": f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"}
 
 
 def update_doc(rows: list[dict]) -> None:
@@ -153,14 +165,18 @@ def update_doc(rows: list[dict]) -> None:
     lines = [
         f"Machine: {machine_description()}; measured {time.strftime('%Y-%m-%d')}.",
         "",
-        "| interactions | pipeline | wall time (s) | peak PSS, process tree (GiB) | peak summed RSS (GiB) | time vs reference |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| interactions | pipeline | wall time (s) | peak PSS, process tree (GiB) | time vs columnar | same output | load (1 min, start -> end) |",
+        "|---:|---|---:|---:|---:|---|---|",
     ]
     for r in rows:
-        ratio = f"{r['seconds'] / r['reference_seconds']:.2f}×" if r.get("reference_seconds") else "–"
-        lines.append(f"| {r['n']:,} | {r['kind']} | {r['seconds']} | {r['peak_pss_gib']} | {r['peak_rss_sum_gib']} | "
-                     f"{ratio if r['kind'] == 'ray' else ''} |")
+        ratio = f"{r['seconds'] / r['columnar_seconds']:.1f}×" if r.get("columnar_seconds") and r["kind"] != "columnar" else ""
+        lines.append(f"| {r['n']:,} | {KIND_NAMES[r['kind']]} | {r['seconds']} | {r['peak_pss_gib']} | {ratio} | "
+                     f"{r.get('same_output', '')} | {r['load']} |")
     write_doc_section("prep_throughput", "Data plane: `recplat prepare` throughput (benchmarks/prep_throughput.py)", lines)
+
+
+KIND_NAMES = {"columnar": "columnar yardstick (polars, 1 process)", "ray": "recplat prepare (Ray)",
+              "reference": "pandas reference (tests)"}
 
 
 def main() -> int:
@@ -168,16 +184,18 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench_prep")
     ap.add_argument("--num-cpus", type=int, default=os.cpu_count())
-    ap.add_argument("--partitions", type=int, default=None, help="num_partitions (default: 4 x CPUs)")
+    ap.add_argument("--partitions", type=int, default=None, help="num_partitions (default: recplat's own choice)")
     ap.add_argument("--object-store-gib", type=float, default=2.0)
-    ap.add_argument("--only", choices=["ray", "reference"], help="run one pipeline (default: both)")
-    ap.add_argument("--skip-reference", dest="only", action="store_const", const="ray", help="same as --only ray")
+    ap.add_argument("--only", choices=["ray", "columnar", "reference"], help="run one pipeline (default: columnar, ray)")
+    ap.add_argument("--with-pandas", action="store_true", help="also run the pandas reference of the tests (slow)")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     ap.add_argument("--run", nargs=3, metavar=("KIND", "CFG", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run:
         kind, cfg, out = args.run
-        run_ray(cfg, out, args.num_cpus, args.object_store_gib) if kind == "ray" else run_reference(cfg, out)
+        runs = {"ray": lambda: run_ray(cfg, out, args.num_cpus, args.object_store_gib),
+                "columnar": lambda: run_columnar(cfg, out), "reference": lambda: run_reference(cfg, out)}
+        runs[kind]()
         return 0
 
     import yaml
@@ -187,9 +205,9 @@ def main() -> int:
     for n in args.sizes:
         corpus = write_corpus(args.workdir, n)
         cfg_path = args.workdir / f"prepare_{n}.yaml"
-        cfg_path.write_text(yaml.safe_dump(prepare_config(corpus, args.partitions or 4 * args.num_cpus)))
-        kinds = [args.only] if args.only else ["reference", "ray"]
-        ref_seconds = None
+        cfg_path.write_text(yaml.safe_dump(prepare_config(corpus, args.partitions)))
+        kinds = [args.only] if args.only else ["columnar", "ray"] + (["reference"] if args.with_pandas else [])
+        columnar_seconds = None
         for kind in kinds:
             out = args.workdir / f"out_{kind}_{n}"
             cmd = [sys.executable, __file__, "--num-cpus", str(args.num_cpus), "--object-store-gib",
@@ -198,9 +216,14 @@ def main() -> int:
             if result["rc"] != 0:
                 print(f"{kind} at {n:,} failed (exit {result['rc']})", file=sys.stderr)
                 return 1
-            if kind == "reference":
-                ref_seconds = result["seconds"]
-            row = {"n": n, "kind": kind, **result, "reference_seconds": ref_seconds}
+            if kind == "columnar":
+                columnar_seconds = result["seconds"]
+            row = {"n": n, "kind": kind, **result, "columnar_seconds": columnar_seconds}
+            if kind == "ray" and columnar_seconds:
+                from columnar_prepare import compare
+
+                problems = compare(out, args.workdir / f"out_columnar_{n}")
+                row["same_output"] = "yes" if not problems else "NO: " + "; ".join(problems)
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.write:
