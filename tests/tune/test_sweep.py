@@ -73,6 +73,9 @@ def _tune_command(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "recplat.cli", "tune", FIG7, "--profile", "smoke", "--out", str(out), *TINY, *extra]
 
 
+# heavy: passed in 1330 s under load 17-41 (the uninterrupted sweep, the killed one, its resume, the
+# best command). Its first run failed: a trial whose run had written summary.json was killed before
+# Tune saved it as done, and the resume trained it again; trial.py now reports such a run as it is.
 @pytest.mark.heavy
 @pytest.mark.timeout(3600)
 def test_a_killed_driver_resumes_without_rerunning_finished_trials(ray_local, tmp_path, capsys):

@@ -10,6 +10,9 @@ validation objective and its test metrics, which the sweep's table reads.
 A restarted trial (a retried error, or `recplat tune --resume` after the driver died) has the same
 trial id, hence the same output folder and the same Ray Train run (`trials/<id>/checkpoints/...`):
 Ray Train restores that run's checkpoint manager and the loop resumes from its latest checkpoint.
+A restarted trial whose run had already finished (its summary.json, written last, is there: the
+driver died after the run ended but before Tune saved the trial as done) is not run again: it
+reports the run's validations and final result from that summary.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def run_trial(config: dict[str, Any], sweep: SweepContext) -> None:
     from ray import tune
 
     from recplat.run import execute_run, plan_job
+    from recplat.runs import SUMMARY_FILE, RunSummary
     from recplat.train.launch import run_callbacks
 
     trial_id = tune.get_context().get_trial_id()
@@ -74,8 +78,15 @@ def run_trial(config: dict[str, Any], sweep: SweepContext) -> None:
         raise RecplatError(f"trial {trial_id}: no prepared dataset in {run.data_dir} (the driver prepares it)")
     print(f"[tune] trial {trial_id}: {' '.join(([f'variant={variant}'] if variant else []) + overrides)}",
           flush=True)
-    with run_callbacks(validation_report_callback(sweep.metric)):
-        summary = execute_run(plan.spec.recipe, cfg)
+    if (Path(cfg.out) / SUMMARY_FILE).is_file():
+        print(f"[tune] trial {trial_id}: its run finished before the driver stopped; reporting {cfg.out}", flush=True)
+        summary = RunSummary.read(cfg.out)
+        for record in (summary.train or {}).get("history", []):  # the curve, as the loop reported it
+            if sweep.metric in record:
+                tune.report(record)
+    else:
+        with run_callbacks(validation_report_callback(sweep.metric)):
+            summary = execute_run(plan.spec.recipe, cfg)
     tune.report(final_result(summary, sweep.metric, cfg.out))
 
 
