@@ -199,4 +199,4 @@ def test_entropy_lr_trials_match_the_recipes_own_lr_selection(ray_local, tmp_pat
     valid = molorec.load_split(PreparedDataset.open(cfg.data.dataset), "valid", cfg.data.domains)
     held_out = valid.take(molorec.seeded_rows(valid.num_rows, None, cfg.eval.seed)[: cfg.eval.valid_size])  # as run
     chosen = molorec.entropy_mixture(ctx, held_out, held_out, tmp_path / "scratch")
-    assert chosen["valid_ndcg@1_by_lr"] == pytest.approx({lr: s["validation"]["ndcg@1"] for lr, s in scored.items()})
+    assert chosen["valid_ndcg@1_by_lr"] == pytest.approx({f"{lr:g}": s["validation"]["ndcg@1"] for lr, s in scored.items()})

@@ -245,7 +245,8 @@ def entropy_mixture(ctx: MixtureContext, valid: pa.Table, test: pa.Table, scratc
     ctx.mixture.reset(m.init)
     report = adapt_mixture_by_entropy(ctx.mixture, ctx.tokenizer, ctx.prompt_ids(test.slice(0, m.tta_prompts)),
                                       settings(best_lr))
-    return {"lr": best_lr, "valid_ndcg@1_by_lr": by_lr, **report}
+    # keys as text: summary.json must read back equal to what run() returned
+    return {"lr": best_lr, "valid_ndcg@1_by_lr": {f"{lr:g}": v for lr, v in by_lr.items()}, **report}
 
 
 def grid_mixture(ctx: MixtureContext, valid: pa.Table, scratch: Path) -> dict:
