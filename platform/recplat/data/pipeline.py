@@ -100,21 +100,8 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
                 count.add(info["read"], info["rows"], info["dropped"])
             _log_stage(report, log, count)
         before = sum(i["rows"] for i in infos)
-        rounds = 1 if cfg.kcore.user > 1 or cfg.kcore.item > 1 else 0  # counting passes, as kcore_stage
-        kcore_round = ray.remote(buckets.kcore_round).options(num_returns=2)
-        while True:
-            popularity = buckets.combine_item_counts([i["items"] for i in infos])
-            item_set = buckets.item_set(popularity, cfg.kcore)
-            todo = [b for b, i in enumerate(infos) if item_set is not None or i["users_low"]]
-            if not todo:
-                break
-            set_ref, rounds = ray.put(item_set), rounds + 1
-            for b in todo:
-                tables[b], infos[b] = kcore_round.remote(tables[b], set_ref, cfg.kcore)
-            for b, info in zip(todo, ray.get([infos[b] for b in todo])):
-                infos[b] = info
+        tables, popularity, after, rounds = buckets.kcore_rounds(tables, infos, cfg.kcore)
         count = StageCount("kcore", "interactions")
-        after = sum(i["rows"] for i in infos)
         count.add(before, after, {"kcore": before - after} if before != after else {})
         _log_stage(report, log, count, f"{rounds} round(s)")
 
