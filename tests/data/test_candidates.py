@@ -10,7 +10,7 @@ import pytest
 
 from recplat.config import validate
 from recplat.data import schema, seeded
-from recplat.data.candidates import CandidatePool, candidates_stage, sample_candidates
+from recplat.data.candidates import CandidatePool, sample_candidates
 from recplat.data.config import CandidatesConfig, PrepareConfig
 from tests.data.reference import Pools
 from tests.data.reference import sample_candidates as reference_sample_candidates
@@ -150,18 +150,6 @@ def test_equals_reference_on_random_examples(variant):
     pools = Pools(items, {i: int(popularity[i]) for i in range(1, items.num_rows + 1)}, cfg)
     want = [reference_sample_candidates({**r, "position": len(r["prefix"])}, r["prefix"] + [r["target"]], pools, SEED) for r in rows]
     assert got.column("candidates").to_pylist() == want
-
-
-def test_ray_stage_matches_kernel(ray_local):
-    ray = ray_local
-    items = _items({"A": 20, "B": 20, "C": 20})
-    pool = CandidatePool.build(items, np.ones(items.num_rows + 1, np.int64))
-    examples = _examples(_random_examples(np.random.default_rng(5)))
-    cfg = CandidatesConfig(count=10, train_negatives=3)
-    ds = ray.data.from_arrow(examples, override_num_blocks=3)
-    got = pa.concat_tables(ray.get(candidates_stage(ds, ray.put(pool), cfg, SEED).to_arrow_refs()))
-    want = sample_candidates(examples, pool, cfg, SEED)
-    assert got.sort_by("user").equals(want.sort_by("user"))
 
 
 def test_empty_batch():

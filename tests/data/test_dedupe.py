@@ -5,7 +5,7 @@ import pyarrow as pa
 
 from recplat.data import schema, seeded
 from recplat.data.accounting import DROP, kept
-from recplat.data.dedupe import dedupe_interactions, dedupe_stage
+from recplat.data.dedupe import dedupe_interactions
 
 
 def _table(rows, line=True):
@@ -56,28 +56,3 @@ def test_null_ratings_are_equal_to_each_other():
     out = dedupe_interactions(_table(rows))
     assert out.column("line").to_pylist() == [2, 0, 1]  # nulls sort last
     assert out.column(DROP).to_pylist() == [None, None, "duplicate"]
-
-
-def test_ray_stage_matches_kernel(ray_local):
-    ray = ray_local
-    rng = np.random.default_rng(7)
-    n = 300  # few users, items and timestamps: many exact and near duplicates
-    users = np.array([f"u{k}" for k in rng.integers(0, 12, n)], dtype=object)
-    table = pa.table(
-        {
-            "user": users,
-            "item": [f"i{k}" for k in rng.integers(0, 4, n)],
-            "domain": [["Books", "Movies"][k] for k in rng.integers(0, 2, n)],
-            "timestamp": pa.array(rng.integers(0, 3, n), pa.int64()),
-            "rating": pa.array(rng.integers(4, 6, n).astype(np.float32)),
-            "bucket": pa.array(seeded.bucket_of(users, 3)),
-        }
-    )
-    ds = ray.data.from_arrow(table, override_num_blocks=4)
-    out = pa.concat_tables(ray.get(dedupe_stage(ds, num_partitions=3).to_arrow_refs()))
-    expected = dedupe_interactions(table)
-    assert out.num_rows == n
-    assert 0 < expected.column(DROP).null_count < n  # the data exercises both outcomes
-    # each output block is one bucket in kernel order, so sorting by the key restores the whole
-    key = [(c, "ascending") for c in ("user", "domain", "timestamp", "item", "rating")]
-    assert out.sort_by(key).equals(expected.sort_by(key))

@@ -11,9 +11,7 @@ from recplat.data.accounting import DROP
 from recplat.data.config import KCoreConfig
 from recplat.data.kcore import (
     combine_counts,
-    kcore_dropped,
     kcore_filter,
-    kcore_stage,
     kcore_table,
     keep_sets,
     partial_counts,
@@ -133,28 +131,22 @@ def test_matches_naive_reference(seed, user_k, item_k, scope):
     assert all(c >= user_k for c in users.values()) and all(c >= item_k for c in items.values())
 
 
-def test_ray_stage_matches_kernel(ray_local):
-    ray = ray_local
-    cfg = KCoreConfig(user=2, item=2)
-    out, rounds = kcore_stage(ray.data.from_arrow(_table(CHAIN), override_num_blocks=3), cfg)
-    assert pa.concat_tables(ray.get(out.to_arrow_refs())).sort_by("timestamp").equals(_table(CHAIN).slice(0, 4))
-    assert rounds == [
-        {"round": 1, "interactions_before": 6, "users_before": 3, "items_before": 3,
-         "interactions_after": 5, "users_after": 3, "items_after": 2},
-        {"round": 2, "interactions_before": 5, "users_before": 3, "items_before": 2,
-         "interactions_after": 4, "users_after": 2, "items_after": 2},
-        {"round": 3, "interactions_before": 4, "users_before": 2, "items_before": 2,
-         "interactions_after": 4, "users_after": 2, "items_after": 2},
-    ]  # fmt: skip
-    assert kcore_dropped(rounds) == 2
+def test_bucket_rounds_on_ray_equal_the_kernel(ray_local):
+    """buckets.kcore_rounds: users split over 3 buckets (tasks), only item counts exchanged per
+    round; the rows kept equal the single-table kernel's, in the same number of counting passes."""
+    from recplat.data import buckets, seeded
 
-    for seed, scope in ((0, "mixed"), (1, "per_domain")):
-        table = _table(_random_edges(seed))
-        cfg = KCoreConfig(user=3, item=4, scope=scope)
-        out, rounds = kcore_stage(ray.data.from_arrow(table, override_num_blocks=4), cfg)
+    ray = ray_local
+    cases = [(_table(CHAIN), KCoreConfig(user=2, item=2))]
+    cases += [(_table(_random_edges(seed)), KCoreConfig(user=3, item=4, scope=scope)) for seed, scope in ((0, "mixed"), (1, "per_domain"))]
+    passes = []
+    for table, cfg in cases:
+        code = seeded.bucket_of(np.asarray(table.column("user").to_pylist(), dtype=object), 3)
+        parts = [table.filter(pa.array(code == b)) for b in range(3)]
+        refs, counts, rows, rounds = buckets.kcore_rounds([ray.put(p) for p in parts], [buckets.kcore_summary(p, cfg) for p in parts], cfg)
+        got = pa.concat_tables(ray.get(refs)).sort_by("timestamp")
         expected = kcore_table(table, cfg)
-        kept_expected = expected.filter(expected.column(DROP).is_null()).drop_columns([DROP])
-        got = pa.concat_tables(ray.get(out.to_arrow_refs()))
-        assert got.sort_by("timestamp").equals(kept_expected)
-        assert kcore_dropped(rounds) == table.num_rows - got.num_rows > 0
-        assert len(rounds) >= 2
+        assert got.equals(expected.filter(expected.column(DROP).is_null()).drop_columns([DROP]))
+        assert rows == got.num_rows < table.num_rows and sum(counts.column("n").to_pylist()) == rows
+        passes.append(rounds)
+    assert passes[0] == 3 and min(passes) >= 2  # CHAIN: z goes, then c, then a pass that finds nothing

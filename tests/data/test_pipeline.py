@@ -1,4 +1,4 @@
-"""The Ray Data pipeline end to end: equal to the single-process reference, deterministic, atomic,
+"""The Ray pipeline end to end: equal to the single-process reference, deterministic, atomic,
 and strict about bad input."""
 
 from __future__ import annotations
@@ -149,13 +149,12 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(ray_local, tmp_path,
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def boom(*args, **kwargs):
-        raise RuntimeError("killed during candidates")
+        raise RuntimeError("killed after the bucket tasks wrote their part files")
 
-    from recplat.data import candidates
+    from recplat.data import stats
 
-    monkeypatch.setattr(candidates, "candidates_stage", boom)
-    monkeypatch.setattr(candidates, "examples_candidates_stage", boom)  # the fused splits + candidates
-    with pytest.raises(RuntimeError, match="killed during candidates"):
+    monkeypatch.setattr(stats, "combine", boom)  # on the driver, after every bucket's writes
+    with pytest.raises(RuntimeError, match="killed after the bucket tasks"):
         prepare(synthetic_cfg(users=120), out, overwrite=True, show_progress=False)
     # the earlier complete dataset is untouched, and no partial directory is left beside it
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
@@ -163,6 +162,15 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(ray_local, tmp_path,
     with pytest.raises(RuntimeError):
         prepare(synthetic_cfg(users=120), tmp_path / "fresh", show_progress=False)
     assert not (tmp_path / "fresh").exists()
+
+
+def test_bucket_count_is_the_setting_or_follows_the_input_size():
+    """No Ray: num_partitions is honoured when set; unset, one bucket per ROWS_PER_BUCKET rows read,
+    so a small input is one task (its fixed cost) and the files depend only on config and input."""
+    per = pipeline_module.ROWS_PER_BUCKET
+    assert pipeline_module.num_buckets(synthetic_cfg(num_partitions=3), 10) == 3
+    unset = synthetic_cfg(num_partitions=None)
+    assert [pipeline_module.num_buckets(unset, n) for n in (0, 10_000, per, per + 1, 10 * per)] == [1, 1, 1, 2, 10]
 
 
 def test_existing_output_needs_overwrite(ray_local, tmp_path):

@@ -92,15 +92,3 @@ def test_template_override_and_errors(tmp_path, templates):
         bad = tmp_path / "f.yaml"
         bad.write_text("gpt:\n  prompt: x\n")
         render.load_templates(bad)
-
-
-def test_render_stage_on_ray_equals_kernel(ray_local, templates):
-    import ray
-
-    rows = [ex(user=f"u{i}", position=i + 2) for i in range(20)]
-    table = examples(rows)
-    ds = ray.data.from_arrow(table).repartition(4)
-    got = pa.concat_tables(render.render_stage(ds, ray.put(TITLES), "xcross", templates, RenderConfig(), 9)
-                           .iter_batches(batch_format="pyarrow", batch_size=None))
-    want = render.render_family(table, TITLES, "xcross", templates, RenderConfig(), 9)
-    assert got.sort_by("user") == want.sort_by("user")

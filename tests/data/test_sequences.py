@@ -12,7 +12,7 @@ from recplat.config import validate
 from recplat.data import seeded
 from recplat.data.accounting import DROP, kept
 from recplat.data.config import PrepareConfig, SequencesConfig
-from recplat.data.sequences import build_sequences, sequences_stage
+from recplat.data.sequences import build_sequences
 from tests.data.reference import build_sequences as reference_build_sequences
 
 DAY = 86400
@@ -177,13 +177,3 @@ def test_equals_reference_on_random_tables(variant):
     got = kept(out).drop_columns(["bucket", "n_read", "n_one_per_day", "n_consecutive_repeat", "n_truncated"])
     assert got.to_pylist() == want
     assert _accounting(out) == {k: want_count[k] for k in ("read", "kept", "dropped")}
-
-
-def test_ray_stage_matches_kernel(ray_local):
-    ray = ray_local
-    cfg = SequencesConfig(scope="both", one_per_day=True, drop_consecutive_repeats=True, min_length=2)
-    table = _table(_random_rows(np.random.default_rng(3)), num_partitions=3)
-    ds = ray.data.from_arrow(table, override_num_blocks=4)
-    got = pa.concat_tables(ray.get(sequences_stage(ds, cfg, SEED, num_partitions=3).to_arrow_refs()))
-    want = build_sequences(table, cfg, SEED)
-    assert got.sort_by([("user", "ascending"), ("scope", "ascending")]).equals(want)

@@ -1,7 +1,6 @@
 """Dataset statistics (recplat/data/stats.py): hand-counted tables, and streaming == in-memory."""
 
 import pyarrow as pa
-import pytest
 
 from recplat.data import stats, writer
 
@@ -72,30 +71,7 @@ def test_final_stats_in_the_papers_columns():
     assert stats.final_stats(seqs, examples, "mixed", SplitConfig(method="user", ratios=(0, 0, 1)), 0)["all"]["training"] == 0
 
 
-def test_stage_on_ray_equals_in_memory(ray_local):
-    import ray
-
-    from recplat.data.config import SplitConfig
-
-    seqs, examples = sequences_and_examples()
-    got = stats.stats_stage(ray.data.from_arrow(seqs).repartition(3), ray.data.from_arrow(examples).repartition(2),
-                            "mixed", SplitConfig(), 0, 2)
-    assert got == stats.final_stats(seqs, examples, "mixed", SplitConfig(), 0)
-
-
 def test_format_stats_prints_three_tables():
     text = stats.format_stats(stats.stats_table(table()))
     assert "#Interactions" in text and "User overlap" in text and "Users by number of domains" in text
     assert "Books" in text.splitlines()[3]
-
-
-def test_missing_bucket_is_a_clear_error(ray_local):
-    import ray
-
-    from recplat.data.config import SplitConfig
-    from recplat.errors import DataError
-
-    seqs, examples = sequences_and_examples()
-    with pytest.raises(DataError, match="bucket"):
-        stats.stats_stage(ray.data.from_arrow(seqs.drop_columns(["bucket"])), ray.data.from_arrow(examples), "mixed",
-                          SplitConfig(), 0)

@@ -10,10 +10,8 @@ from recplat.data.titles import (
     annotate_titles,
     annotate_unknown_items,
     clean_title,
-    drop_unknown_items_stage,
     dropped_items,
     item_key_sets,
-    titles_stage,
 )
 
 
@@ -123,21 +121,3 @@ def test_annotate_unknown_items():
     out = annotate_unknown_items(_interactions(), kept, dropped)
     assert out.column_names == schema.INTERACTIONS.names + [DROP]
     assert out.column(DROP).to_pylist() == [None, "no_title", "no_metadata", None, "no_metadata", "no_title"]
-
-
-def test_ray_transforms_match_kernels(ray_local):
-    ray = ray_local
-    items = _items()
-    cfg = TitlesConfig()
-    items_ds = ray.data.from_arrow(items, override_num_blocks=3)
-    refs = titles_stage(items_ds, cfg).to_arrow_refs()
-    assert len(refs) == 1  # one block: duplicate_item needs the global first occurrence
-    assert ray.get(refs[0]).equals(annotate_titles(items, cfg))
-    assert not ray.data.DataContext.get_current().execution_options.preserve_order  # left unchanged
-    assert not items_ds.context.execution_options.preserve_order
-
-    kept, dropped = item_key_sets(annotate_titles(items, cfg))
-    inter = _interactions()
-    ds = ray.data.from_arrow(inter, override_num_blocks=2)
-    out = pa.concat_tables(ray.get(drop_unknown_items_stage(ds, ray.put(kept), ray.put(dropped)).to_arrow_refs()))
-    assert out.sort_by("user").equals(annotate_unknown_items(inter, kept, dropped))

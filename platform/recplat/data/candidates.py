@@ -269,13 +269,10 @@ def sample_candidates(examples: pa.Table, pool: CandidatePool, cfg: CandidatesCo
     return examples.drop_columns(["prefix"]).append_column("candidates", candidates)
 
 
-def examples_with_candidates(seqs: pa.Table, split: SplitConfig, pool_ref, cfg: CandidatesConfig, seed: int) -> pa.Table:
+def examples_with_candidates(seqs: pa.Table, split: SplitConfig, pool: CandidatePool, cfg: CandidatesConfig, seed: int) -> pa.Table:
     """Splits and candidates fused, for a block of kept sequences: `splits.make_examples`'s rows
     with `candidates` and without `prefix`, equal to `sample_candidates` on the unfused rows.
     Rows the splits stage drops (`drop_reason` set) get no candidates."""
-    import ray
-
-    pool = ray.get(pool_ref) if isinstance(pool_ref, ray.ObjectRef) else pool_ref
     examples, seq = examples_of(seqs, split, seed, prefix=False)
     kept = np.flatnonzero(pc.is_null(examples.column(DROP)).to_numpy(zero_copy_only=False)) if examples.num_rows else np.zeros(0, np.int64)
     items = seqs.column("items").combine_chunks() if seqs.num_rows else pa.array([], pa.list_(pa.int32()))
@@ -296,25 +293,3 @@ def examples_with_candidates(seqs: pa.Table, split: SplitConfig, pool_ref, cfg: 
     np.cumsum(lengths, out=offsets_all[1:])
     candidates = pa.ListArray.from_arrays(pa.array(offsets_all, pa.int32()), chosen.values)
     return examples.append_column("candidates", candidates)
-
-
-def examples_candidates_stage(seqs_ds, split: SplitConfig, pool_ref, cfg: CandidatesConfig, seed: int):
-    """Ray Data: kept sequences -> annotated examples with candidates (row-wise: a sequence is one
-    row). Used when no stage between splits and candidates needs the whole dataset (cold start does)."""
-    return seqs_ds.map_batches(
-        examples_with_candidates, batch_format="pyarrow", fn_kwargs=dict(split=split, pool_ref=pool_ref, cfg=cfg, seed=seed)
-    )
-
-
-def _sample_batch(batch: pa.Table, pool_ref, cfg: CandidatesConfig, seed: int) -> pa.Table:
-    import ray
-
-    pool = ray.get(pool_ref) if isinstance(pool_ref, ray.ObjectRef) else pool_ref  # refs arrive unresolved
-    return sample_candidates(batch, pool, cfg, seed)
-
-
-def candidates_stage(examples_ds, pool_ref, cfg: CandidatesConfig, seed: int):
-    """Ray Data: examples (with `prefix`) -> examples with `candidates` (row-wise, no grouping)."""
-    return examples_ds.map_batches(
-        _sample_batch, batch_format="pyarrow", fn_kwargs=dict(pool_ref=pool_ref, cfg=cfg, seed=seed)
-    )

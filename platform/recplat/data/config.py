@@ -212,7 +212,7 @@ class PrepareConfig(StrictModel):
     split: SplitConfig = SplitConfig()
     candidates: CandidatesConfig = CandidatesConfig()
     render: RenderConfig = RenderConfig()
-    num_partitions: int = Field(default=8, ge=1)  # user buckets: the unit of grouped work; ~interactions / 80k keeps each task small (docs/benchmarks.md)
+    num_partitions: int | None = Field(default=None, ge=1)  # user buckets (tasks, part files); unset: one per 100k interactions read
     strict: bool = False  # the first malformed input line is an error naming file:line
 
     @classmethod

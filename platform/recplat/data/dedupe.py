@@ -56,13 +56,3 @@ def dedupe_interactions(table: pa.Table) -> pa.Table:
     duplicate = pa.concat_arrays([pa.array([False]), duplicate])
     reason = pc.if_else(duplicate, pa.scalar("duplicate"), pa.scalar(None, pa.string()))
     return with_reason(table, reason)
-
-
-def dedupe_stage(ds, num_partitions: int):
-    """Ray Data: interactions carrying an int32 `bucket` (= seeded.bucket_of(user, P)) → the same
-    rows with `drop_reason`, grouped by bucket so every kernel call sees whole users. Each output
-    block is one bucket, sorted as in `dedupe_interactions`; rows are annotated, not removed.
-    """
-    return ds.groupby("bucket", num_partitions=num_partitions).map_groups(
-        dedupe_interactions, batch_format="pyarrow"
-    )

@@ -1,9 +1,9 @@
 """Reading every configured source in parallel, and fingerprinting what was read.
 
 Each read task (normally one file) runs as a Ray task; its interactions stay in the object store
-and become the blocks of a Ray Data dataset, while the small items and rejects tables come back to
-the driver. Reading is the one stage that is not a Ray Data transform: plain tasks, one Arrow
-parse per file, were the fastest reader measured here (docs/stack.md).
+(one block per task, split by user bucket next: recplat.data.buckets), while the small items and
+rejects tables and the row counts come back to the driver. Plain tasks, one Arrow parse per file,
+were the fastest reader measured here (docs/stack.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from recplat.errors import DataError
 
 @dataclass
 class ReadOutput:
-    interactions: "object"  # ray.data.Dataset of schema.INTERACTIONS
+    interactions: list  # ObjectRefs of schema.INTERACTIONS tables, one per interactions read task
     items: pa.Table  # schema.ITEMS, in read order
     rejects: pa.Table  # schema.REJECTS
     records: int  # interaction and item records seen
@@ -49,25 +49,25 @@ def fingerprint(tasks: list[ReadTask]) -> list[dict]:
 
 
 def _read_one(task: ReadTask, strict: bool):
-    """-> (interactions, (items, rejects, records)), or (empty, DataError message) for bad input:
+    """-> (interactions, (items, rejects, records, interaction rows)), or (empty, DataError message) for bad input:
     returned, not raised, so that Ray does not also print the failed task's traceback (and one
     "Unhandled error" per unread result) after the one-line message."""
     try:
         result = run_read(task, strict)
     except DataError as exc:
         return schema.empty(schema.INTERACTIONS), str(exc)
-    return result.interactions, (result.items, result.rejects, result.records)
+    interactions = schema.conform(result.interactions, schema.INTERACTIONS)
+    return interactions, (result.items, result.rejects, result.records, interactions.num_rows)
 
 
 def read_inputs(tasks: list[ReadTask], strict: bool, progress=None) -> ReadOutput:
     """Run every read task as a Ray task; interactions stay distributed, the rest comes back."""
     import ray
-    import ray.data
 
     remote = ray.remote(num_returns=2, max_retries=2)(_read_one)
     refs = [remote.remote(task, strict) for task in tasks]
     interaction_refs = [r[0] for r in refs]
-    items, rejects, records = [], [], 0
+    items, rejects, records, rows = [], [], 0, 0
     pending = {r[1]: i for i, r in enumerate(refs)}
     results: dict[int, tuple] = {}
     while pending:
@@ -79,21 +79,20 @@ def read_inputs(tasks: list[ReadTask], strict: bool, progress=None) -> ReadOutpu
         if progress is not None:
             progress.update(1)
     for idx in range(len(tasks)):  # plan order, whatever order the tasks finished in
-        task_items, task_rejects, task_records = results[idx]
+        task_items, task_rejects, task_records, task_rows = results[idx]
         items.append(task_items)
         rejects.append(task_rejects)
         records += task_records
+        rows += task_rows if tasks[idx].role == "interactions" else 0
     item_table = pa.concat_tables([schema.conform(t, schema.ITEMS) for t in items]) if items else schema.empty(schema.ITEMS)
     reject_table = (
         pa.concat_tables([schema.conform(t, schema.REJECTS) for t in rejects]) if rejects else schema.empty(schema.REJECTS)
     )
-    nonempty = [r for r, task in zip(interaction_refs, tasks) if task.role == "interactions"]
-    ds = ray.data.from_arrow_refs(nonempty) if nonempty else ray.data.from_arrow(schema.empty(schema.INTERACTIONS))
     return ReadOutput(
-        interactions=ds,
+        interactions=[r for r, task in zip(interaction_refs, tasks) if task.role == "interactions"],
         items=item_table,
         rejects=reject_table,
         records=records,
-        interaction_rows=ds.count(),
+        interaction_rows=rows,
         item_rows=item_table.num_rows,
     )

@@ -9,9 +9,9 @@ separately. Items always count per (domain, item). Dropped rows get `kcore`.
 Removing every row that violates a threshold in the current graph, then recounting, reaches that
 maximal sub-set: a row whose user or item is below k now is below k in every sub-set too.
 
-On Ray each round is two passes over the materialised dataset: partial counts per block (small
-tables, the only data that reaches the driver), then a filter with the below/above-threshold key
-sets from the object store. It stops at the first round that finds nothing to remove.
+On Ray (recplat.data.buckets.kcore_rounds) users are local to their user bucket; per round only
+the buckets' item counts reach the driver, which sends back the below/above-threshold item key set
+(`keep_sets`). It stops at the first round that finds nothing to remove.
 """
 
 from __future__ import annotations
@@ -134,67 +134,3 @@ def kcore_table(table: pa.Table, cfg: KCoreConfig) -> pa.Table:
             alive &= ~bad
     reason = np.where(alive, None, "kcore")
     return with_reason(table, pa.array(reason, pa.string()))
-
-
-# --- Ray Data transform --------------------------------------------------------------------
-def _keep_rows_batch(batch: pa.Table, scope: str, sets_ref) -> pa.Table:
-    import ray
-
-    sets = ray.get(sets_ref) if isinstance(sets_ref, ray.ObjectRef) else sets_ref
-    return batch.filter(pc.invert(violating_rows(batch, scope, sets)))
-
-
-def _summary(counts: pa.Table) -> dict[str, int]:
-    items = _side(counts, "item")
-    return {
-        "interactions": int(pc.sum(items.column("count")).as_py() or 0),
-        "users": _side(counts, "user").num_rows,
-        "items": items.num_rows,
-    }
-
-
-def kcore_stage(ds, cfg: KCoreConfig):
-    """Ray Data: interactions → (kept rows only, per-round info), iterated to the fixed point.
-
-    The input is materialised once; every round materialises its output (blocks stay in the
-    object store). Info: one dict per counting pass, `{"round", "interactions_before",
-    "users_before", "items_before", "interactions_after", "users_after", "items_after"}`, where
-    "users" counts user keys in scope ((user, domain) pairs under per_domain); the last round
-    removes nothing. `kcore_dropped(info)` gives the rows dropped with reason `kcore`. With both
-    thresholds ≤ 1 nothing can be dropped: the dataset is returned as is, with no rounds.
-    """
-    import ray
-
-    if cfg.user <= 1 and cfg.item <= 1:
-        return ds, []
-    ds = ds.materialize()
-    rounds: list[dict] = []
-    while True:
-        refs = ds.map_batches(
-            partial_counts, batch_size=None, batch_format="pyarrow", fn_kwargs={"scope": cfg.scope}
-        ).to_arrow_refs()
-        counts = combine_counts([t for t in ray.get(refs) if t.num_rows])
-        before = _summary(counts)
-        if rounds:
-            rounds[-1].update({"users_after": before["users"], "items_after": before["items"]})
-        info = {"round": len(rounds) + 1} | {f"{k}_before": v for k, v in before.items()}
-        rounds.append(info)
-        sets = keep_sets(counts, cfg)
-        if all(s is None for s in sets.values()):
-            info.update({f"{k}_after": v for k, v in before.items()})
-            return ds, rounds
-        sets_ref = ray.put(sets)
-        ds = ds.map_batches(
-            _keep_rows_batch,
-            batch_size=None,
-            batch_format="pyarrow",
-            fn_kwargs={"scope": cfg.scope, "sets_ref": sets_ref},
-        ).materialize()
-        info["interactions_after"] = ds.count()
-
-
-def kcore_dropped(rounds: list[dict]) -> int:
-    """Rows removed by `kcore_stage` (reason `kcore`): first round's input minus last's output."""
-    if not rounds:
-        return 0
-    return rounds[0]["interactions_before"] - rounds[-1]["interactions_after"]

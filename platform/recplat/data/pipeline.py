@@ -1,9 +1,11 @@
-"""`recplat prepare`: raw multi-domain dumps -> one prepared dataset directory, on Ray Data.
+"""`recplat prepare`: raw multi-domain dumps -> one prepared dataset directory, on Ray.
 
 Read top to bottom, this is the whole data plane: read -> titles -> dedupe -> k-core -> index ->
-sequences -> splits -> candidates -> render -> write -> stats -> manifest. Each stage is a small
-Ray Data transform in its own module; this file only composes them, counts what each one kept
-and dropped (docs/data-plane.md), and writes the result atomically.
+sequences -> splits -> candidates -> render -> write -> stats -> manifest. Each stage's kernel is
+a function of tables in its own module; the interactions are shuffled once by user bucket, then
+one Ray task per bucket runs the stages that need whole users (recplat.data.buckets), and only
+small tables and counts come back here. This file composes them, counts what each stage kept and
+dropped (docs/data-plane.md, "Execution"), and writes the result atomically.
 """
 
 from __future__ import annotations
@@ -25,9 +27,6 @@ from recplat.data.inputs import fingerprint, plan_all, read_inputs
 from recplat.errors import RecplatError
 from recplat.storage import atomic_dir, write_json_atomic, write_parquet_atomic
 
-INTERACTION_ORDER = ["user", "domain", "timestamp", "item", "rating"]
-EXAMPLE_ORDER = ["user", "scope", "split", "position"]
-
 
 @dataclass
 class PrepareReport:
@@ -36,13 +35,14 @@ class PrepareReport:
     tables: dict[str, int] = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
     seconds: float = 0.0
+    buckets: int = 0  # user buckets used (num_partitions, or chosen from the input size)
 
 
 def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_progress: bool = True) -> PrepareReport:
     """Run the pipeline on the current Ray (call recplat.runtime.init_ray first) and write `out`."""
     import ray
 
-    from recplat.data import candidates, dedupe, kcore, render, sequences, splits, stats, titles
+    from recplat.data import buckets, candidates, render, stats, titles
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -50,7 +50,6 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
     started = time.time()
     log = _Log(show_progress)
     report = PrepareReport(out=out)
-    P = cfg.num_partitions
 
     tasks = plan_all(cfg.sources)
     log.step("plan", f"{len(tasks)} read tasks from {len(cfg.sources)} source(s)")
@@ -68,6 +67,7 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
         read_count.add(read.records, read.interaction_rows + read.item_rows, _counts(read.rejects, "reason"))
         report.stages.append(read_count)
         log.stage(read_count)
+        P = report.buckets = num_buckets(cfg, read.interaction_rows)
 
         # --- titles: clean titles, drop items without one, and their interactions -----------
         annotated_items = titles.annotate_titles(read.items, cfg.titles)
@@ -79,84 +79,81 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
         report.stages.append(item_count)
         log.stage(item_count)
 
-        kept_keys, dropped_keys = titles.item_key_sets(annotated_items)
-        ds = read.interactions.map_batches(
-            _annotate_items_and_bucket,
-            batch_format="pyarrow",
-            fn_kwargs=dict(kept_keys=ray.put(kept_keys), dropped_keys=ray.put(dropped_keys), num_partitions=P),
-        )
-        ds, count = _filter_counted(ds, "item_titles", "interactions")
-        report.stages.append(count)
-        log.stage(count)
+        # --- the one shuffle: every read block -> one piece per user bucket ----------------
+        kept_keys, dropped_keys = (ray.put(k) for k in titles.item_key_sets(annotated_items))
+        blocks = read.interactions or [ray.put(schema.empty(schema.INTERACTIONS))]
+        split = ray.remote(buckets.split_block).options(num_returns=P + 1)
+        pieces = [split.remote(block, kept_keys, dropped_keys, P) for block in blocks]
+        count = StageCount("item_titles", "interactions")
+        for n, dropped in ray.get([p[0] for p in pieces]):
+            count.add(n, n - sum(dropped.values()), dropped)
+        _log_stage(report, log, count)
 
-        # --- dedupe ----------------------------------------------------------------------
+        # --- dedupe, then k-core rounds: per round only item counts reach the driver -------
+        dedupe = ray.remote(buckets.dedupe_bucket).options(num_returns=2)
+        refs = [dedupe.remote(cfg.dedupe, cfg.kcore, *[p[b + 1] for p in pieces]) for b in range(P)]
+        del pieces
+        tables, infos = [r[0] for r in refs], ray.get([r[1] for r in refs])
         if cfg.dedupe:
-            ds, count = _filter_counted(dedupe.dedupe_stage(ds, P), "dedupe", "interactions")
-            report.stages.append(count)
-            log.stage(count)
-
-        # --- k-core ----------------------------------------------------------------------
-        before = ds.count()
-        ds, rounds = kcore.kcore_stage(ds, cfg.kcore)
-        ds = ds.materialize()
-        after = ds.count()
+            count = StageCount("dedupe", "interactions")
+            for info in infos:
+                count.add(info["read"], info["rows"], info["dropped"])
+            _log_stage(report, log, count)
+        before = sum(i["rows"] for i in infos)
+        tables, popularity, after, rounds = buckets.kcore_rounds(tables, infos, cfg.kcore)
         count = StageCount("kcore", "interactions")
         count.add(before, after, {"kcore": before - after} if before != after else {})
-        report.stages.append(count)
-        log.stage(count, f"{len(rounds)} round(s)")
+        _log_stage(report, log, count, f"{rounds} round(s)")
 
         # --- index: item_idx 1..N in (domain, item) order; popularity for candidates ------
-        popularity = _item_counts(ds)
         items = _index_items(items, popularity)
         write_parquet_atomic(tmp / "items.parquet", items)
-        keys_sorted = schema.item_keys(items.column("domain"), items.column("item")).combine_chunks()
-        ds = ds.map_batches(_attach_item_idx, batch_format="pyarrow", fn_kwargs=dict(keys=ray.put(keys_sorted))).materialize()
+        keys = ray.put(schema.item_keys(items.column("domain"), items.column("item")).combine_chunks())
+        pool = ray.put(candidates.CandidatePool.build(items, popularity_by_idx(items, popularity)))
+        titles_ref = ray.put(np.array([None] + items.column("title").to_pylist(), dtype=object))
+        templates = render.load_templates(cfg.render.templates) if cfg.render.families else None
         log.step("index", f"{items.num_rows:,} items")
 
-        # --- sequences -------------------------------------------------------------------
-        seqs = sequences.sequences_stage(ds, cfg.sequences, cfg.seed, P).materialize()
-        count = _sequence_count(seqs)
-        report.stages.append(count)
-        log.stage(count)
-        seqs = seqs.map_batches(accounting.kept, batch_format="pyarrow").materialize()
-
-        # --- splits and candidates ---------------------------------------------------------
-        pool = ray.put(candidates.CandidatePool.build(items, popularity_by_idx(items, popularity)))
-        if cfg.split.cold_start:  # the seen set is global: split everything, then draw candidates
-            examples = splits.cold_start_stage(splits.examples_stage(seqs, cfg.split, cfg.seed))
-            examples, count = _filter_counted(examples, "splits", "examples")
-            examples = candidates.candidates_stage(examples, pool, cfg.candidates, cfg.seed).materialize()
-        else:  # fused: candidates drawn from the sequences in the same task, no per-example prefix
-            examples = candidates.examples_candidates_stage(seqs, cfg.split, pool, cfg.candidates, cfg.seed)
-            examples, count = _filter_counted(examples, "splits", "examples")
-        report.stages.append(count)
-        log.stage(count)
+        # --- per bucket: sequences -> splits -> candidates -> render -> write -> partial stats ---
+        dest = str(tmp)
+        if cfg.split.cold_start:  # the seen set is global: one exchange of seen items midway
+            front = ray.remote(buckets.front).options(num_returns=2)
+            fronts = [front.remote(tables[b], keys, pool, cfg) for b in range(P)]
+            del tables
+            firsts = ray.get([f[1] for f in fronts])
+            seen = [i.pop("seen") for i in firsts]
+            seen = ray.put(pc.unique(pa.concat_arrays(seen)) if seen else pa.array([], pa.int32()))
+            back = ray.remote(buckets.back)
+            results = ray.get([back.remote(f[0], b, seen, pool, titles_ref, templates, cfg, dest)
+                               for b, f in enumerate(fronts)])
+            results = [first | result for first, result in zip(firsts, results)]
+        else:
+            fused = ray.remote(buckets.front_and_back)
+            results = ray.get([fused.remote(tables[b], keys, pool, b, titles_ref, templates, cfg, dest)
+                               for b in range(P)])
+            del tables
+        count = StageCount("sequences", "interactions")
+        for result in results:
+            count.add(*result["sequences"])
+        _log_stage(report, log, count)
+        count = StageCount("splits", "examples")
+        for result in results:
+            n, dropped = result["splits"]
+            count.add(n, n - sum(dropped.values()), dropped)
+        _log_stage(report, log, count)
         log.step("candidates", f"{cfg.candidates.count} per valid/test example, {cfg.candidates.train_negatives} per train example")
 
-        # --- write the user-keyed tables -------------------------------------------------
-        report.tables["interactions"] = writer.write_by_bucket(
-            ds, tmp / "interactions", _with_idx(schema.INTERACTIONS), INTERACTION_ORDER, P
-        )
-        report.tables["sequences"] = writer.write_by_bucket(seqs, tmp / "sequences", schema.SEQUENCES, ["user", "scope"], P)
-        report.tables["examples"] = writer.write_by_bucket(
-            examples, tmp / "examples", schema.EXAMPLES, EXAMPLE_ORDER, P, split_by="split"
-        )
-
-        # --- render ----------------------------------------------------------------------
+        outputs = {"interactions": (_with_idx(schema.INTERACTIONS), None), "sequences": (schema.SEQUENCES, None),
+                   "examples": (schema.EXAMPLES, "split")}
+        outputs |= {f"rendered/{family}": (render.output_schema(family), "split") for family in cfg.render.families}
+        for name, (table_schema, split_by) in outputs.items():
+            report.tables[name] = sum(result["rows"][name] for result in results)
+            writer.fill_empty_dirs(tmp / name, table_schema, split_by)
         if cfg.render.families:
-            templates = render.load_templates(cfg.render.templates)
-            titles_by_idx = np.array([None] + items.column("title").to_pylist(), dtype=object)
-            titles_ref = ray.put(titles_by_idx)
-            for family in cfg.render.families:
-                rendered = render.render_stage(examples, titles_ref, family, templates, cfg.render, cfg.seed)
-                rendered = rendered.map_batches(_add_bucket, batch_format="pyarrow", fn_kwargs=dict(num_partitions=P))
-                report.tables[f"rendered/{family}"] = writer.write_by_bucket(
-                    rendered, tmp / "rendered" / family, render.output_schema(family), EXAMPLE_ORDER, P, split_by="split"
-                )
             log.step("render", ", ".join(cfg.render.families))
 
         # --- stats of the final dataset, in the papers' columns (per-stage counts: manifest) ---
-        report.stats = stats.stats_stage(seqs, examples, cfg.sequences.scope, cfg.split, cfg.seed, P)
+        report.stats = stats.combine(part for result in results for part in result["stats"])
         write_json_atomic(tmp / "stats.json", report.stats)
 
         # --- manifest (last: a directory with a manifest is complete) ---------------------
@@ -170,84 +167,20 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
     return report
 
 
-# --- small transforms used above (module level so Ray can pickle them) ---------------------
-def _annotate_items_and_bucket(batch: pa.Table, kept_keys, dropped_keys, num_partitions: int) -> pa.Table:
-    from recplat.data.titles import annotate_unknown_items
-
-    batch = annotate_unknown_items(batch, kept_keys, dropped_keys)
-    return batch.append_column("bucket", writer.bucket_column(batch.column("user"), num_partitions))
+ROWS_PER_BUCKET = 100_000  # interactions per bucket task when num_partitions is unset (docs/data-plane.md)
 
 
-def _attach_item_idx(batch: pa.Table, keys) -> pa.Table:
-    import ray
-
-    keys = ray.get(keys) if isinstance(keys, ray.ObjectRef) else keys  # fn_kwargs refs arrive unresolved
-    idx = pc.index_in(schema.item_keys(batch.column("domain"), batch.column("item")), value_set=keys)
-    return batch.append_column("item_idx", pc.add(idx, 1).cast(pa.int32()))
-
-
-def _add_bucket(batch: pa.Table, num_partitions: int) -> pa.Table:
-    """Rendered rows are keyed by user: recompute their bucket so they are written like examples."""
-    if "bucket" in batch.column_names:
-        batch = batch.drop_columns(["bucket"])
-    return batch.append_column("bucket", writer.bucket_column(batch.column("user"), num_partitions))
+def num_buckets(cfg: PrepareConfig, interaction_rows: int) -> int:
+    """User buckets: `num_partitions` when set, else one per ROWS_PER_BUCKET interactions read. A
+    function of the config and the input only, so the same config and input give the same files."""
+    if cfg.num_partitions is not None:
+        return cfg.num_partitions
+    return max(1, -(-interaction_rows // ROWS_PER_BUCKET))
 
 
-def _reason_partial(batch: pa.Table) -> pa.Table:
-    counts = accounting.reason_counts(batch)
-    return pa.table({"reason": list(counts) + ["__kept__"], "n": list(counts.values()) + [
-        batch.num_rows - sum(counts.values())]})
-
-
-def _filter_counted(ds, stage: str, unit: str):
-    """Materialise an annotated dataset, count its drop reasons, and keep the kept rows."""
-    ds = ds.materialize()
-    partial = ds.select_columns([accounting.DROP]).map_batches(_reason_partial, batch_format="pyarrow").to_pandas()
-    totals = partial.groupby("reason")["n"].sum().to_dict() if len(partial) else {}
-    kept = int(totals.pop("__kept__", 0))
-    count = StageCount(stage, unit)
-    count.add(kept + sum(totals.values()), kept, {k: int(v) for k, v in totals.items() if v})
-    return ds.map_batches(accounting.kept, batch_format="pyarrow").materialize(), count
-
-
-def _sequence_count(seqs) -> StageCount:
-    cols = ["n_read", "n_one_per_day", "n_consecutive_repeat", "n_truncated", accounting.DROP, "items"]
-    sums = seqs.select_columns(cols).map_batches(_sequence_partial, batch_format="pyarrow").to_pandas().sum()
-    count = StageCount("sequences", "interactions")
-    dropped = {k: int(sums[k]) for k in sums.index if k not in ("read", "kept") and int(sums[k])}
-    count.add(int(sums["read"]), int(sums["kept"]), dropped)
-    return count
-
-
-def _sequence_partial(batch: pa.Table) -> pa.Table:
-    lengths = pc.list_value_length(batch.column("items")).to_numpy(zero_copy_only=False)
-    reason_col = batch.column(accounting.DROP)
-    reason = np.asarray(reason_col.to_pylist(), dtype=object)
-    row = {
-        "read": int(pc.sum(batch.column("n_read")).as_py() or 0),
-        "one_per_day": int(pc.sum(batch.column("n_one_per_day")).as_py() or 0),
-        "consecutive_repeat": int(pc.sum(batch.column("n_consecutive_repeat")).as_py() or 0),
-        "truncated": int(pc.sum(batch.column("n_truncated")).as_py() or 0),
-        "kept": int(lengths[pc.is_null(reason_col).to_numpy(zero_copy_only=False)].sum()),
-    }
-    for name in ("too_short", "user_subsampled"):
-        row[name] = int(lengths[reason == name].sum())
-    return pa.table({k: [v] for k, v in row.items()})
-
-
-def _item_counts(ds) -> pa.Table:
-    """Interactions per (domain, item): only this small table reaches the driver."""
-    partial = ds.map_batches(
-        lambda b: b.group_by(["domain", "item"]).aggregate([("user", "count")]), batch_format="pyarrow"
-    )
-    refs = partial.to_arrow_refs()
-    import ray
-
-    tables = [t for t in ray.get(refs) if t.num_rows]
-    if not tables:
-        return pa.table({"domain": pa.array([], pa.string()), "item": pa.array([], pa.string()), "n": pa.array([], pa.int64())})
-    merged = pa.concat_tables(tables).group_by(["domain", "item"]).aggregate([("user_count", "sum")])
-    return merged.rename_columns(["domain", "item", "n"])
+def _log_stage(report: PrepareReport, log, count: StageCount, extra: str = "") -> None:
+    report.stages.append(count)
+    log.stage(count, extra)
 
 
 def _index_items(items: pa.Table, counts: pa.Table) -> pa.Table:
@@ -307,6 +240,7 @@ def _manifest(cfg: PrepareConfig, inputs_fp: list[dict], report: PrepareReport) 
         },
         "stages": [c.as_dict() for c in report.stages],
         "tables": report.tables,
+        "buckets": report.buckets,
         "seconds": report.seconds,
     }
 

@@ -228,31 +228,3 @@ def _table(family: str, keys: dict[str, pa.Array], cols: dict[str, list]) -> pa.
             values = [np.asarray(v, dtype=np.int32) for v in values]
         out[name] = pa.array(values, type=typ)
     return pa.table(out, schema=output_schema(family))
-
-
-# --- the Ray transform ------------------------------------------------------------------------
-_TITLES_CACHE: dict[bytes, np.ndarray] = {}
-
-
-def _resolve_titles(titles_ref) -> np.ndarray:
-    """The titles array behind an ObjectRef, fetched once per worker process (or the array itself)."""
-    if isinstance(titles_ref, np.ndarray):
-        return titles_ref
-    import ray
-
-    key = titles_ref.binary()
-    if key not in _TITLES_CACHE:
-        _TITLES_CACHE.clear()  # one dataset at a time: never hold stale title arrays
-        _TITLES_CACHE[key] = ray.get(titles_ref)
-    return _TITLES_CACHE[key]
-
-
-def render_stage(examples_ds, titles_ref, family: str, templates: dict, cfg: RenderConfig, seed: int):
-    """Ray Data transform: `render_family` over every block (row-wise, no grouping needed)."""
-    if family not in FAMILIES:
-        raise ConfigError(f"render.families: unknown family {family!r} (known: {', '.join(FAMILIES)})")
-
-    def render_batch(batch: pa.Table) -> pa.Table:
-        return render_family(batch, _resolve_titles(titles_ref), family, templates, cfg, seed)
-
-    return examples_ds.map_batches(render_batch, batch_format="pyarrow")

@@ -162,11 +162,3 @@ def build_sequences(table: pa.Table, cfg: SequencesConfig, seed: int) -> pa.Tabl
         DROP: pa.array(reason.tolist(), pa.string()),
     }
     return pa.table([columns[f.name] for f in OUTPUT], names=OUTPUT.names).cast(OUTPUT)
-
-
-def sequences_stage(ds, cfg: SequencesConfig, seed: int, num_partitions: int):
-    """Ray Data: indexed interactions with int32 `bucket` -> `OUTPUT` rows (dropped sequences
-    included, with their reason), grouped by bucket so every kernel call sees whole users."""
-    return ds.groupby("bucket", num_partitions=num_partitions).map_groups(
-        build_sequences, batch_format="pyarrow", fn_kwargs=dict(cfg=cfg, seed=seed)
-    )

@@ -10,7 +10,7 @@ exists only if `min(t, max_history) >= min_history`.
 
 Every example also carries `prefix` = s[0..t-1] (the whole prefix, not just the history window):
 the cold-start filter and the candidates stage's exclusion need it. It is a temporary column:
-`candidates.candidates_stage` drops it, and the writer keeps only `schema.EXAMPLES` columns.
+`candidates.sample_candidates` drops it, and the writer keeps only `schema.EXAMPLES` columns.
 """
 
 from __future__ import annotations
@@ -123,11 +123,6 @@ def examples_of(seqs: pa.Table, cfg: SplitConfig, seed: int, prefix: bool) -> tu
     return pa.table([columns[f.name] for f in fields], names=[f.name for f in fields]).cast(pa.schema(fields)), seq
 
 
-def examples_stage(seqs_ds, cfg: SplitConfig, seed: int):
-    """Ray Data: kept sequences -> annotated examples (row-wise: a sequence is one row)."""
-    return seqs_ds.map_batches(make_examples, batch_format="pyarrow", fn_kwargs=dict(cfg=cfg, seed=seed))
-
-
 # --- cold start ---------------------------------------------------------------------------------
 def seen_items(examples: pa.Table) -> pa.Table:
     """Item_idx of s[0..t] (prefix + target) over the kept train and valid examples of a batch."""
@@ -143,25 +138,9 @@ def seen_items(examples: pa.Table) -> pa.Table:
 
 def mark_warm_targets(examples: pa.Table, seen: pa.Array) -> pa.Table:
     """Kept test examples whose target is in `seen` get `warm_target`; other rows are unchanged."""
-    import ray
-
-    seen = ray.get(seen) if isinstance(seen, ray.ObjectRef) else seen  # fn_kwargs refs arrive unresolved
     warm = pc.and_(
         pc.and_(pc.is_null(examples.column(DROP)), pc.equal(examples.column("split"), "test")),
         pc.is_in(examples.column("target"), value_set=seen),
     )
     reason = pc.if_else(warm, pa.scalar("warm_target"), examples.column(DROP))
     return examples.set_column(examples.schema.get_field_index(DROP), DROP, reason)
-
-
-def cold_start_stage(examples_ds):
-    """Ray Data: the seen set is global over users and scopes. One distributed pass collects the
-    unique seen item_idx per block (at most |V| values each reach the driver), then a row-wise pass
-    marks warm test targets."""
-    import ray
-
-    examples_ds = examples_ds.materialize()
-    partials = ray.get(examples_ds.map_batches(seen_items, batch_format="pyarrow").to_arrow_refs())
-    values = [t.column("item_idx").combine_chunks() for t in partials if t.num_rows]
-    seen = pc.unique(pa.concat_arrays(values)) if values else pa.array([], pa.int32())
-    return examples_ds.map_batches(mark_warm_targets, batch_format="pyarrow", fn_kwargs=dict(seen=ray.put(seen)))

@@ -13,7 +13,7 @@ examples, not an earlier stage; per-stage row counts are in manifest.json).
 - users by the number of domains they are active in (LLM-Rec Table 3).
 
 Streaming: `partial_stats(batch)` summarises a batch that holds *whole users* (every row of a user
-in the same batch, as after `groupby("bucket")`), and `combine(partials)` adds summaries up. A
+in the same batch, as in one user bucket's task), and `combine(partials)` adds summaries up. A
 partial holds one row per domain set seen (with its user count), one per domain (interaction
 count) and one per distinct (domain, item) in the batch; `combine` keeps a counter per domain set
 and per domain plus the set of item ids per domain, so its memory is bounded by #items + #domain
@@ -193,21 +193,6 @@ def partial_from_examples(examples: pa.Table) -> pa.Table:
 def final_stats(seqs: pa.Table, examples: pa.Table, scope: str, split: SplitConfig, seed: int) -> dict:
     """Stats of an in-memory final dataset: kept sequences and written examples."""
     return combine([partial_from_sequences(seqs, scope, split, seed), partial_from_examples(examples)])
-
-
-def stats_stage(seqs_ds, examples_ds, scope: str, split: SplitConfig, seed: int, num_partitions: int | None = None) -> dict:
-    """Ray Data: partial stats of the kept sequences per user bucket (`bucket` column) and of the
-    examples per block, summed on the driver as they stream in."""
-    if "bucket" not in seqs_ds.schema().names:
-        raise DataError("stats: the sequences dataset needs the `bucket` column (seeded.bucket_of)")
-    parts = seqs_ds.groupby("bucket", num_partitions=num_partitions).map_groups(
-        partial_from_sequences, batch_format="pyarrow", fn_kwargs=dict(scope=scope, split=split, seed=seed)
-    )
-    example_parts = examples_ds.select_columns(["split", "target_domain"]).map_batches(
-        partial_from_examples, batch_format="pyarrow", batch_size=None
-    )
-    return combine([*parts.iter_batches(batch_format="pyarrow", batch_size=None),
-                    *example_parts.iter_batches(batch_format="pyarrow", batch_size=None)])
 
 
 # --- text tables for the terminal ------------------------------------------------------------

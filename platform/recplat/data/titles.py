@@ -109,23 +109,12 @@ def dropped_items(annotated: pa.Table) -> pa.Table:
     )
 
 
-def _resolve(value):
-    """Object refs passed through map_batches' fn_kwargs arrive unresolved inside the task."""
-    if isinstance(value, (pa.Array, pa.ChunkedArray)):
-        return value
-    import ray
-
-    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
-
-
 def annotate_unknown_items(interactions: pa.Table, kept_keys: pa.Array, dropped_keys: pa.Array) -> pa.Table:
     """Interactions + `drop_reason`: null if the (domain, item) key is kept, `no_title` if its
     item was dropped by the titles stage, `no_metadata` if it has no item row at all.
 
     Input rows are assumed to be all kept so far: an existing `drop_reason` column is replaced.
-    The key arrays may also be Ray object refs (Ray Data does not resolve refs in fn_kwargs).
     """
-    kept_keys, dropped_keys = _resolve(kept_keys), _resolve(dropped_keys)
     keys = schema.item_keys(interactions.column("domain"), interactions.column("item"))
     in_kept = pc.is_in(keys, value_set=kept_keys)
     in_dropped = pc.is_in(keys, value_set=dropped_keys)
@@ -135,35 +124,3 @@ def annotate_unknown_items(interactions: pa.Table, kept_keys: pa.Array, dropped_
     if isinstance(reason, pa.ChunkedArray):
         reason = reason.combine_chunks()
     return with_reason(interactions, reason)
-
-
-# --- Ray Data transforms -------------------------------------------------------------------
-def titles_stage(items_ds, cfg: TitlesConfig):
-    """Ray Data: the items dataset → ONE block, `annotate_titles` applied to all items at once.
-
-    `duplicate_item` needs the global first occurrence in read order, so the stage gathers the
-    (small: ≤ ~1M rows) items into a single block. Ray Data keeps blocks in order only when the
-    dataset's `preserve_order` is set; the stage sets it on a deep copy of the dataset, so the
-    caller's dataset and the global DataContext are left unchanged. Returned rows: every item,
-    `schema.ITEMS` columns + `drop_reason` (not filtered; see `item_key_sets`).
-    """
-    from ray.data import Dataset
-
-    ordered = Dataset.copy(items_ds, _deep_copy=True)
-    ordered.context.execution_options.preserve_order = True
-    return ordered.repartition(1).map_batches(
-        annotate_titles, batch_size=None, batch_format="pyarrow", fn_kwargs={"cfg": cfg}
-    )
-
-
-def drop_unknown_items_stage(ds, kept_keys_ref, dropped_keys_ref):
-    """Ray Data: interactions → the same rows + `drop_reason` (`no_metadata` / `no_title` / null),
-    one `annotate_unknown_items` call per block. Rows are annotated, not removed: the pipeline
-    counts the reasons and filters. The key arrays (or refs from `ray.put`) ride in fn_kwargs.
-    """
-    return ds.map_batches(
-        annotate_unknown_items,
-        batch_size=None,
-        batch_format="pyarrow",
-        fn_kwargs={"kept_keys": kept_keys_ref, "dropped_keys": dropped_keys_ref},
-    )

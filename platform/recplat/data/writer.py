@@ -1,7 +1,7 @@
 """Deterministic partitioned Parquet output.
 
-Ray Data's own `write_parquet` names files by write task, so two runs of the same config would
-give different file sets. Here every user-keyed table is written as one file per user bucket,
+Files named by write task would differ from run to run. Here every user-keyed table is written as
+one file per user bucket, by that bucket's task (recplat.data.buckets),
 `part-<bucket>.parquet`, its rows sorted by the table's natural key: the same config and seed give
 byte-identical files whatever the cluster did. Files land inside the pipeline's temporary
 directory, which is renamed into place only when everything is written.
@@ -35,53 +35,23 @@ def sort_table(table: pa.Table, keys: list[str], split_order: tuple[str, ...] | 
     return table.drop_columns(["__split_code"]) if "__split_code" in table.column_names else table
 
 
-def _write_group(group: pa.Table, dest: str, sort_keys: list[str], schema: pa.Schema, split_by: str | None, split_order):
-    keys = sort_keys
-    bucket = int(group.column("bucket")[0].as_py())
-    rows = []
-    if split_by:
-        for value in split_order:
-            part = group.filter(pc.equal(group.column(split_by), value))
-            if part.num_rows:
-                _write_part(part, Path(dest) / value, bucket, keys, schema, split_order)
-            rows.append(part.num_rows)
-    else:
-        _write_part(group, Path(dest), bucket, keys, schema, split_order)
-        rows.append(group.num_rows)
-    return pa.table({"bucket": [bucket], "rows": [int(sum(rows))]})
-
-
-def _write_part(table: pa.Table, dest: Path, bucket: int, keys, schema: pa.Schema, split_order) -> None:
+def write_part(table: pa.Table, dest: Path, bucket: int, keys, schema: pa.Schema, split_order) -> None:
+    """`dest/part-<bucket>.parquet`: the rows sorted by `keys`, with exactly `schema`'s columns."""
     table = sort_table(table, keys, split_order)
     table = pa.table({f.name: table.column(f.name).cast(f.type) for f in schema}, schema=schema)
     write_parquet_atomic(dest / PART.format(bucket), table)
 
 
-def write_by_bucket(
-    ds,
-    dest: Path,
-    schema: pa.Schema,
-    keys: list[str],
-    num_partitions: int,
-    split_by: str | None = None,
-    split_order: tuple[str, ...] = ("train", "valid", "test"),
-) -> int:
-    """Write a dataset with an int `bucket` column as part files (per split, if `split_by`)."""
-    written = ds.groupby("bucket", num_partitions=num_partitions).map_groups(
-        _write_group,
-        batch_format="pyarrow",
-        # not `keys=`: map_groups passes its own `keys` argument to the wrapped function
-        fn_kwargs=dict(dest=str(dest), sort_keys=keys, schema=schema, split_by=split_by, split_order=split_order),
-    )
-    counts = written.to_pandas()  # runs the writes once
-    total = int(counts["rows"].sum()) if len(counts) else 0
-    # Every table directory exists and is readable even when it holds no rows.
+def fill_empty_dirs(
+    dest: Path, schema: pa.Schema, split_by: str | None = None, split_order: tuple[str, ...] = ("train", "valid", "test")
+) -> None:
+    """Every table directory (per split, if `split_by`) exists and is readable even when no bucket
+    wrote a row to it: an empty `part-00000.parquet` of `schema`."""
     targets = [Path(dest) / s for s in split_order] if split_by else [Path(dest)]
     for target in targets:
         target.mkdir(parents=True, exist_ok=True)
         if not any(target.glob("part-*.parquet")):
             write_parquet_atomic(target / PART.format(0), schema.empty_table())
-    return total
 
 
 def read_table_dir(path: str | Path) -> pa.Table:
