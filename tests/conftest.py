@@ -54,15 +54,18 @@ def _say(line: str) -> None:
         reporter.write_line(line)
 
 
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+    _session["announced"] = {item.nodeid for item in items if item.get_closest_marker("slow") is not None
+                             or RAY_FIXTURES & set(item.fixturenames)}
+
+
 def pytest_runtest_logstart(nodeid, location):  # noqa: ARG001
+    """Outside output capture (a setup hook's line would be captured with the test's output)."""
     import time
 
     _session["started"][nodeid] = time.monotonic()
-
-
-def pytest_runtest_setup(item):
-    if item.get_closest_marker("slow") is not None or RAY_FIXTURES & set(item.fixturenames):
-        _say(f"[running] {item.nodeid}")
+    if nodeid in _session.get("announced", ()):
+        _say(f"[running] {nodeid}")
 
 
 def pytest_runtest_logfinish(nodeid, location):  # noqa: ARG001
