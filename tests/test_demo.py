@@ -49,10 +49,10 @@ def test_demo_trains_both_models_and_writes_the_report(ray_local, tmp_path, caps
 
 
 @pytest.mark.heavy
-@pytest.mark.timeout(3600)  # 30 min were not enough beside a CI run (load ~12); ~8 min quiet
+@pytest.mark.timeout(3600)  # 30 min were not enough beside a CI run (load ~12); 11.7 min quiet (2026-11-30)
 def test_demo_at_its_default_steps_learns(ray_local, tmp_path):
     """The demo's claim (README): at its default steps LLM-Rec's last validation recall@10 beats
-    the untrained encoder it started from and a random ranking. ~8 min on a quiet 2-core machine."""
+    the untrained encoder it started from and a random ranking. 11.7 min on a quiet 2-core machine."""
     from recplat.demo import run_demo
 
     out = tmp_path / "demo"
