@@ -38,7 +38,7 @@ from recplat.data.sources import plan_reads, run_read
 
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
 INTERACTION_ORDER = ["user", "domain", "timestamp", "item", "rating"]
-INDEXED_INTERACTIONS = schema.INTERACTIONS.append(pa.field("item_idx", pa.int32()))
+INDEXED_INTERACTIONS = schema.INDEXED_INTERACTIONS
 SECONDS_PER_DAY = 86400
 
 

@@ -24,7 +24,6 @@ from recplat.data.titles import annotate_unknown_items
 
 INTERACTION_ORDER = ["user", "domain", "timestamp", "item", "rating"]
 EXAMPLE_ORDER = ["user", "scope", "split", "position"]
-INDEXED_INTERACTIONS = schema.INTERACTIONS.append(pa.field("item_idx", pa.int32()))
 ITEM_COUNTS = pa.schema([("domain", pa.string()), ("item", pa.string()), ("n", pa.int64())])
 SEQUENCE_COUNTERS = {"n_one_per_day": "one_per_day", "n_consecutive_repeat": "consecutive_repeat",
                      "n_truncated": "truncated"}
@@ -150,19 +149,12 @@ def back(tables: dict, bucket: int, seen, pool, titles: np.ndarray, templates: d
     examples = accounting.kept(examples)
     if cfg.split.cold_start:
         examples = candidates.sample_candidates(examples, pool, cfg.candidates, cfg.seed)
-    dest_dir = Path(dest)
     seqs = tables["sequences"]
-    rows = {
-        "interactions": write_parts(tables["interactions"], dest_dir / "interactions", bucket, INDEXED_INTERACTIONS,
-                                    INTERACTION_ORDER),
-        "sequences": write_parts(seqs, dest_dir / "sequences", bucket, schema.SEQUENCES, ["user", "scope"]),
-        "examples": write_parts(examples, dest_dir / "examples", bucket, schema.EXAMPLES, EXAMPLE_ORDER, "split"),
-    }
-    for family in cfg.render.families:
-        rendered = render.render_family(examples, titles, family, templates, cfg.render, cfg.seed)
-        rows[f"rendered/{family}"] = write_parts(rendered, dest_dir / "rendered" / family, bucket,
-                                                 render.output_schema(family), EXAMPLE_ORDER, "split")
-    info["rows"] = rows
+    contents = {"interactions": tables["interactions"], "sequences": seqs, "examples": examples}
+    contents |= {f"rendered/{family}": render.render_family(examples, titles, family, templates, cfg.render, cfg.seed)
+                 for family in cfg.render.families}
+    info["rows"] = {name: write_parts(contents[name], Path(dest) / name, bucket, table_schema, keys, split_by)
+                    for name, (table_schema, keys, split_by) in output_tables(cfg).items()}
     info["stats"] = [stats.partial_from_sequences(seqs, cfg.sequences.scope, cfg.split, cfg.seed),
                      stats.partial_from_examples(examples)]
     return info
@@ -172,6 +164,15 @@ def front_and_back(table, keys, pool, bucket, titles, templates, cfg: PrepareCon
     """Everything after k-core in one task (no cold start: nothing global is needed midway)."""
     tables, info = front(table, keys, pool, cfg)
     return info | back(tables, bucket, None, pool, titles, templates, cfg, dest)
+
+
+def output_tables(cfg: PrepareConfig) -> dict[str, tuple[pa.Schema, list[str], str | None]]:
+    """Every user-keyed table of a prepared dataset: name -> (schema, sort keys, split column)."""
+    tables = {"interactions": (schema.INDEXED_INTERACTIONS, INTERACTION_ORDER, None),
+              "sequences": (schema.SEQUENCES, ["user", "scope"], None),
+              "examples": (schema.EXAMPLES, EXAMPLE_ORDER, "split")}
+    return tables | {f"rendered/{family}": (render.output_schema(family), EXAMPLE_ORDER, "split")
+                     for family in cfg.render.families}
 
 
 def write_parts(table: pa.Table, dest: Path, bucket: int, out_schema: pa.Schema, keys: list[str],

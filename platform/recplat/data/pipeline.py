@@ -143,10 +143,7 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
         _log_stage(report, log, count)
         log.step("candidates", f"{cfg.candidates.count} per valid/test example, {cfg.candidates.train_negatives} per train example")
 
-        outputs = {"interactions": (_with_idx(schema.INTERACTIONS), None), "sequences": (schema.SEQUENCES, None),
-                   "examples": (schema.EXAMPLES, "split")}
-        outputs |= {f"rendered/{family}": (render.output_schema(family), "split") for family in cfg.render.families}
-        for name, (table_schema, split_by) in outputs.items():
+        for name, (table_schema, _, split_by) in buckets.output_tables(cfg).items():
             report.tables[name] = sum(result["rows"][name] for result in results)
             writer.fill_empty_dirs(tmp / name, table_schema, split_by)
         if cfg.render.families:
@@ -204,9 +201,6 @@ def popularity_by_idx(items: pa.Table, counts: pa.Table) -> np.ndarray:
     out[pos_np[valid].astype(np.int64) + 1] = counts.column("n").to_numpy()[valid]
     return out
 
-
-def _with_idx(s: pa.Schema) -> pa.Schema:
-    return s.append(pa.field("item_idx", pa.int32()))
 
 
 def _counts(table: pa.Table, column: str) -> dict[str, int]:

@@ -45,6 +45,9 @@ REJECTS = pa.schema(
 # Items after the titles stage and re-indexing.
 INDEXED_ITEMS = pa.schema([("item_idx", pa.int32())] + list(ITEMS))
 
+# Interactions after k-core, as written: with the item's index.
+INDEXED_INTERACTIONS = INTERACTIONS.append(pa.field("item_idx", pa.int32()))
+
 # An item dropped by the titles stage, with the reason.
 DROPPED_ITEMS = pa.schema(
     [("item", pa.string()), ("domain", pa.string()), ("title", pa.string()), ("reason", pa.string())]
