@@ -227,24 +227,28 @@ def score_mixture(ctx: MixtureContext, weights: tuple[float, float], rows: pa.Ta
     return float(evaluate_adapter(ctx.cfg, rows, adapter, None).overall[metric])
 
 
+def adapt_by_entropy(ctx: MixtureContext, rows: pa.Table, m, lr: float) -> dict:
+    """λ reset to `m.init` (`m`: the run's mixture settings), then one Eq. 10 pass at `lr` over the
+    first `m.tta_prompts` prompts of `rows`, unlabeled. Returns the pass's report."""
+    from recplat.models.entropy_adaptation import EntropySettings, adapt_mixture_by_entropy
+
+    settings = EntropySettings(lr=lr, first_tokens=m.first_tokens, batch_tokens=m.batch_tokens,
+                               grad_accum=m.grad_accum, max_new_tokens=m.max_new_tokens)  # fmt: skip
+    ctx.mixture.reset(m.init)
+    return adapt_mixture_by_entropy(ctx.mixture, ctx.tokenizer, ctx.prompt_ids(rows.slice(0, m.tta_prompts)), settings)
+
+
 def entropy_mixture(ctx: MixtureContext, valid: pa.Table, test: pa.Table, scratch: Path) -> dict:
     """Eq. 10 with its lr chosen on validation: for each lr, adapt on unlabeled validation prompts and
     score on their labels; then adapt with the best lr on the first `tta_prompts` test prompts."""
-    from recplat.models.entropy_adaptation import EntropySettings, adapt_mixture_by_entropy
-
     m = ctx.cfg.mixture
-    settings = lambda lr: EntropySettings(lr=lr, first_tokens=m.first_tokens, batch_tokens=m.batch_tokens,  # noqa: E731
-                                          grad_accum=m.grad_accum, max_new_tokens=m.max_new_tokens)
     grid = m.lr_grid or [m.lr]
     by_lr = {}
     for lr in grid if len(grid) > 1 else []:
-        ctx.mixture.reset(m.init)
-        adapt_mixture_by_entropy(ctx.mixture, ctx.tokenizer, ctx.prompt_ids(valid.slice(0, m.tta_prompts)), settings(lr))
+        adapt_by_entropy(ctx, valid, m, lr)
         by_lr[lr] = float(evaluate_adapter(ctx.cfg, valid, ctx.export(scratch / f"lr_{lr}"), None).overall["ndcg@1"])
     best_lr = max(by_lr, key=by_lr.get) if by_lr else grid[0]
-    ctx.mixture.reset(m.init)
-    report = adapt_mixture_by_entropy(ctx.mixture, ctx.tokenizer, ctx.prompt_ids(test.slice(0, m.tta_prompts)),
-                                      settings(best_lr))
+    report = adapt_by_entropy(ctx, test, m, best_lr)
     # keys as text: summary.json must read back equal to what run() returned
     return {"lr": best_lr, "valid_ndcg@1_by_lr": {f"{lr:g}": v for lr, v in by_lr.items()}, **report}
 

@@ -99,14 +99,11 @@ def _context(cfg, specific: Path):
 
 def adapt_on_validation(ctx, rows, cfg) -> dict:
     """λ from `mixture.init`, adapted by entropy (Eq. 10) at `mixture.lr` on the first `tta_prompts`
-    of `rows`, unlabeled: what `molorec.entropy_mixture` does for each lr of its grid."""
-    from recplat.models.entropy_adaptation import EntropySettings, adapt_mixture_by_entropy
+    of `rows`, unlabeled: what `molorec.entropy_mixture` does for each lr of its grid. (`cfg` is
+    this trial's: a cached context may hold another trial's lr.)"""
+    from recplat.recipes.molorec import adapt_by_entropy
 
-    m = cfg.mixture
-    settings = EntropySettings(lr=m.lr, first_tokens=m.first_tokens, batch_tokens=m.batch_tokens,
-                               grad_accum=m.grad_accum, max_new_tokens=m.max_new_tokens)  # fmt: skip
-    ctx.mixture.reset(m.init)
-    return adapt_mixture_by_entropy(ctx.mixture, ctx.tokenizer, ctx.prompt_ids(rows.slice(0, m.tta_prompts)), settings)
+    return adapt_by_entropy(ctx, rows, cfg.mixture, cfg.mixture.lr)
 
 
 def score_weights(ctx, rows, weights: tuple[float, float] | None):
