@@ -37,10 +37,22 @@ def test_routine_ray_lines_are_dropped_and_every_other_line_passes():
             "WARNING: 8 PYTHON worker processes have been started on node: abc with address: 127.0.0.1",
             "E core_worker.cc:2465: Actor with class name: 'PreemptionWatcher' and ID: 'x' has constructor",
         ]})
-        dispatcher.emit({"pid": 12, "lines": ["[recplat.train] step 10/120  loss 2.3", "RuntimeError: boom"]})
+        dispatcher.emit({"pid": 12, "lines": ["[recplat.train] step 10/120  loss 2.3", "RuntimeError: boom",
+                                              "Reporting training result 1: TrainingReport(checkpoint=None) from rank 1"]})
     finally:
         dispatcher.remove_handler("test_console")
     assert printed == [["[recplat.train] step 10/120  loss 2.3", "RuntimeError: boom"]]
+
+
+def test_the_log_dedup_suffix_is_plain_in_a_log_file():
+    """Ray colours " [repeated 2x across cluster]" green whatever the sink; not when stdout is a
+    file or pipe (pytest's capture here)."""
+    import ray._private.ray_logging as ray_logging
+
+    from recplat.runtime import _drop_routine_ray_lines
+
+    _drop_routine_ray_lines()
+    assert ray_logging._color(" [repeated 2x across cluster]") == " [repeated 2x across cluster]"
 
 
 def test_the_raylet_warning_route_is_filtered_too(capsys):
@@ -110,6 +122,7 @@ def test_a_captured_training_run_prints_no_python_warnings_colours_or_late_lines
     lines = console.splitlines()
     assert not [line for line in lines if PYTHON_WARNING.search(line)], console[-3000:]
     assert "\x1b[" not in console
+    assert "Loading weights" not in console and "Reporting training result" not in console
     assert not [line for line in lines if "PreemptionWatcher" in line or "PYTHON worker processes" in line]
     assert any("[recplat.train] step 2/2" in line for line in lines)  # our progress lines stay
     assert any("[recplat.train] validation at step 2" in line for line in lines)

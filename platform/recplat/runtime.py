@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 
 from recplat.errors import RecplatError
 
@@ -26,12 +27,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         return
     for key, value in _LOCAL_ENV.items():
         os.environ.setdefault(key, value)
-    import sys
 
     if not sys.stderr.isatty():  # workers of a local Ray inherit this: no progress-bar log spam
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     if not sys.stdout.isatty():  # the driver colours each worker's "(pid=...)" prefix: no ANSI codes in a log file
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+        # nor transformers' "Loading weights" bar in every worker (it reads the hub's switch)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if not sys.stderr.isatty():  # nor in Ray's own log lines (the dashboard URL is bold green)
         _strip_colours_from_ray_logs()
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -65,7 +67,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     # Ray Data's per-operator progress: bars on a terminal; in logs and CI only our own stage lines
     # (its non-terminal fallback prints a block of INFO lines every few seconds).
     import logging
-    import sys
 
     from ray.data import DataContext
 
@@ -82,6 +83,8 @@ ROUTINE_RAY_LINES = (
     # raylet: more Python workers starting than physical cores; a local Ray here declares more
     # logical CPUs than the machine has on purpose (LOCAL_MIN_CPUS)
     "PYTHON worker processes have been started on node",
+    # Ray Train, on every rank at every report: its metrics are our own "validation at step" line
+    "Reporting training result",
 )
 
 
@@ -109,6 +112,10 @@ def _drop_routine_ray_lines() -> None:
         return emit
 
     ray_worker.print_to_stdstream = without_routine_lines(ray_worker.print_to_stdstream)
+    if not sys.stdout.isatty():  # the " [repeated 2x across cluster]" suffix is green even in a log file
+        import ray._private.ray_logging as ray_logging
+
+        ray_logging._color = lambda message: message
     with dispatcher._lock:
         dispatcher.handlers = [(name, without_routine_lines(handler)) for name, handler in dispatcher.handlers]
 
