@@ -38,6 +38,58 @@ def test_rank_uses_cache_and_ignores_padding_candidates():
     assert task.validate(torch.nn.Linear(1, 1)) == {"recall@1": pytest.approx(2 / 3), "mrr": pytest.approx((1 + 1 + 0.5) / 3)}
 
 
+class _CountingTask(_TableTask):
+    """_TableTask that records which items it encoded."""
+
+    def encode_items(self, model, item_idx):
+        self.encoded = getattr(self, "encoded", []) + item_idx.tolist()
+        return super().encode_items(model, item_idx)
+
+
+def _validate_on_rank(rank: int, world: int, init_file: str, tasks, results) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        results.put((rank, [(task.validate(torch.nn.Linear(1, 1)), sorted(task.encoded)) for task in tasks]))
+    finally:
+        dist.destroy_process_group()
+
+
+def _tasks(examples: int) -> "_CountingTask":
+    generator = torch.Generator().manual_seed(examples)
+    U, V = torch.randn(12, 4, generator=generator), torch.randn(21, 4, generator=generator)
+    rng = np.random.default_rng(examples)
+    return _CountingTask(U, V, RankingArrays(history=rng.integers(1, 12, size=(examples, 3)),
+                                             target=rng.integers(1, 21, size=examples),
+                                             candidates=rng.integers(0, 21, size=(examples, 6))))
+
+
+def test_validation_across_two_ranks_equals_one_process(tmp_path):
+    """Each rank encodes half the items and ranks half the users; both return the metrics of all
+    examples, as one process computes them (also with 1 example: a rank then ranks none)."""
+    import torch.multiprocessing as mp
+
+    sizes = [9, 1]
+    singles = [_tasks(n) for n in sizes]
+    expected = [task.validate(torch.nn.Linear(1, 1)) for task in singles]
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    workers = [context.Process(target=_validate_on_rank, args=(r, 2, str(tmp_path / "init"),
+                                                               [_tasks(n) for n in sizes], results)) for r in range(2)]
+    for worker in workers:
+        worker.start()
+    got = dict(results.get(timeout=120) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    for i, single in enumerate(singles):
+        for rank in (0, 1):
+            assert got[rank][i][0] == pytest.approx(expected[i], rel=1e-12), (sizes[i], rank)
+        shares = [set(got[rank][i][1]) for rank in (0, 1)]
+        assert not shares[0] & shares[1] and shares[0] | shares[1] == set(single.encoded), sizes[i]  # once each
+
+
 def test_masked_logits_drop_padding_negatives():
     logits = torch.tensor([[2.0, 1.0, 5.0]])
     masked = RankingTask.masked_logits(logits, torch.tensor([[7, 0]]))

@@ -136,14 +136,22 @@ class RankingTask(Task):
         return logits.masked_fill(pad, torch.finfo(logits.dtype).min)
 
     @torch.no_grad()
-    def rank(self, model: torch.nn.Module, arrays: RankingArrays) -> np.ndarray:
-        """Pessimistic ranks of each target among its candidates, via the item-tower cache."""
+    def rank(self, model: torch.nn.Module, arrays: RankingArrays, items: np.ndarray | None = None) -> np.ndarray:
+        """Pessimistic ranks of each target among its candidates, via the item-tower cache.
+
+        `items`: the examples' needed items (default) or a larger set this call must encode the
+        same way on every training rank (`validate` shares the encoding out across ranks)."""
         from recplat.eval.ranking import build_item_cache, needed_items, rank_with_item_cache
+        from recplat.train.sharded_validation import sum_tensor_across_ranks, validation_shard
 
         device = next(model.parameters()).device
-        items = needed_items(arrays.target, arrays.candidates)
-        cache = build_item_cache(lambda ids: self.encode_items(model, ids.to(device)), items, self.num_items,
-                                 batch_size=self.eval_batch_size * 4)
+        items = needed_items(arrays.target, arrays.candidates) if items is None else items
+        mine = validation_shard(len(items))
+        shared = 0 < len(mine) < len(items)  # more than one rank, and an item for each
+        cache = build_item_cache(lambda ids: self.encode_items(model, ids.to(device)),
+                                 items[mine] if shared else items, self.num_items, batch_size=self.eval_batch_size * 4)
+        if shared:  # each rank filled its own rows, the others are zero: the sum is the whole cache
+            cache = sum_tensor_across_ranks(cache)
         # torch.tensor copies: arrays that came through Ray's object store are read-only, and
         # torch.as_tensor would warn about each slice
         users = [self.encode_users(model, torch.tensor(arrays.history[i : i + self.eval_batch_size], device=device))
@@ -153,11 +161,21 @@ class RankingTask(Task):
                                     mask=arrays.candidates != 0)
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
-        from recplat.eval.metrics import mean_metrics
+        """The metrics' means over `valid`, computed once across the training ranks: each rank
+        encodes a share of the items and ranks a share of the users (train/sharded_validation.py)."""
+        from recplat.eval.metrics import metric_values
+        from recplat.eval.ranking import needed_items
+        from recplat.train.sharded_validation import sum_across_ranks, validation_shard
 
         if self.valid is None or not len(self.valid):
             return {}
-        return mean_metrics(self.rank(model, self.valid), self.metric_names)
+        valid = self.valid
+        rows = validation_shard(len(valid))
+        mine = RankingArrays(history=valid.history[rows], target=valid.target[rows], candidates=valid.candidates[rows])
+        ranks = self.rank(model, mine, items=needed_items(valid.target, valid.candidates))
+        sums = {name: float(v.sum()) for name, v in metric_values(ranks, self.metric_names).items()}
+        totals = sum_across_ranks({**sums, "examples": len(rows)}, next(model.parameters()).device)
+        return {name: totals[name] / totals["examples"] for name in sums}
 
 
 def evaluate_checkpoint(task: RankingTask, checkpoint, examples: pa.Table, max_history: int,

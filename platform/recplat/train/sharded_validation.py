@@ -10,7 +10,10 @@ every rank then returns the same numbers, computed once over all examples.
         totals = sum_across_ranks({"nll": nll, "tokens": tokens}, device)
         return {"val_loss": totals["nll"] / totals["tokens"]}
 
-Outside a process group (a single process, a test) both are the identity.
+A ranking task also shares out the item encoding: each rank fills its items' rows of a zero
+cache and `sum_tensor_across_ranks` adds the caches up (recipes/ranking_task.py).
+
+Outside a process group (a single process, a test) these are the identity.
 """
 
 from __future__ import annotations
@@ -44,3 +47,12 @@ def sum_across_ranks(values: dict[str, float], device: torch.device | str = "cpu
     tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return dict(zip(keys, tensor.tolist()))
+
+
+def sum_tensor_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` summed elementwise over all ranks (in place; on the device the backend needs)."""
+    import torch.distributed as dist
+
+    if _world()[1] > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
