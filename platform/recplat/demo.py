@@ -101,7 +101,7 @@ def validation_baselines(cfg) -> dict[str, float]:
     """Recall@10 on LLM-Rec's validation subset of a random ranking (expected value), of popularity,
     and of LLM-Rec as built, before any training: what its validation curve must rise above."""
     from recplat.data.dataset import PreparedDataset, padded_lists
-    from recplat.eval.checkpoints import score_checkpoint
+    from recplat.eval.checkpoints import score_checkpoint, scoring_cpus
     from recplat.eval.metrics import mean_metrics
     from recplat.recipes.llmrec import LlmRecTask
     from recplat.recipes.popularity import item_popularity, rank_by_popularity
@@ -115,7 +115,8 @@ def validation_baselines(cfg) -> dict[str, float]:
     pool = (candidates != 0).sum(axis=1) + 1  # the target and its stored candidates
     popular = rank_by_popularity(item_popularity(prepared), targets, candidates)
     task = LlmRecTask(cfg, prepared.titles, prepared.num_items, RankingArrays.from_table(valid, cfg.model.max_history))
-    untrained, _ = score_checkpoint(task, None, lambda task, model: task.validate(model))
+    untrained, _ = score_checkpoint(task, None, lambda task, model: task.validate(model),
+                                    num_cpus=scoring_cpus(cfg.train))
     return {"random ranking": float(np.mean(np.minimum(10, pool) / pool)),
             "popularity": mean_metrics(popular, ["recall@10"])["recall@10"],
             "LLM-Rec untrained": untrained["recall@10"]}

@@ -41,9 +41,23 @@ def parameter_counts(model) -> dict[str, int]:
     return {"trainable": trainable, "total": total}
 
 
-def _score(task, checkpoint, score: Callable, use_gpu: bool, prepare: Callable | None) -> tuple[Any, dict]:
+def scoring_cpus(train) -> float:
+    """CPUs for scoring a run's checkpoint: on GPUs one (the GPU does the work); on CPUs those
+    its training workers held (free again once training ended), at most one node's worth, since
+    a task runs on one node."""
+    import ray
+
+    if train.use_gpu:
+        return 1
+    nodes = [node["Resources"].get("CPU", 1) for node in ray.nodes() if node.get("Alive")]
+    return max(1, min(train.num_workers * train.cpus_per_worker, max(nodes, default=1)))
+
+
+def _score(task, checkpoint, score: Callable, use_gpu: bool, prepare: Callable | None,
+           threads: int = 1) -> tuple[Any, dict]:  # fmt: skip
     import torch
 
+    torch.set_num_threads(threads)  # a reused Ray worker keeps the thread count of its last task
     model = task.build_model()
     if checkpoint is not None:
         load_checkpoint_weights(model, checkpoint)
@@ -60,7 +74,8 @@ def score_checkpoint(task, checkpoint, score: Callable, use_gpu: bool = False, n
     """`score(task, model)` for `task.build_model()` with the checkpoint's weights (None: as built),
     in a Ray task; returns (that result, parameter_counts). `score` gets the task copy that built
     the model (build_model may set state on it, e.g. tokenized titles). `prepare(model)` runs after
-    loading, on the CPU (e.g. exporting an adapter)."""
+    loading, on the CPU (e.g. exporting an adapter). Torch uses `num_cpus` threads in the task
+    (`scoring_cpus` says how many a run's test may take)."""
     import ray
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -68,4 +83,4 @@ def score_checkpoint(task, checkpoint, score: Callable, use_gpu: bool = False, n
     # placement group (Tune captures child tasks), which holds only the trial driver's own CPU
     remote = ray.remote(num_cpus=num_cpus, num_gpus=1 if use_gpu else 0,
                         scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None))(_score)
-    return ray.get(remote.remote(task, checkpoint, score, use_gpu, prepare))
+    return ray.get(remote.remote(task, checkpoint, score, use_gpu, prepare, max(1, int(num_cpus))))

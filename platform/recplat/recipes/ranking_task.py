@@ -240,6 +240,7 @@ def train_and_evaluate(name: str, task_factory, data: RankingData, evaluation: R
 
     from recplat.eval.checkpoints import checkpoint_uri
     from recplat.eval.significance import compare_with_run
+    from recplat.eval.checkpoints import scoring_cpus
     from recplat.runtime import init_ray
     from recplat.storage import write_json_atomic
     from recplat.train.launch import fit
@@ -265,7 +266,8 @@ def train_and_evaluate(name: str, task_factory, data: RankingData, evaluation: R
     trained = time.time()
 
     test = select_examples(prepared, "test", evaluation.scope, evaluation.target_domains)
-    ranks, params = evaluate_checkpoint(task, checkpoint, test, max_history, use_gpu=train.use_gpu)
+    ranks, params = evaluate_checkpoint(task, checkpoint, test, max_history, use_gpu=train.use_gpu,
+                                        num_cpus=scoring_cpus(train))
     results = score_and_write(prepared, test, ranks, evaluation.metrics, out / "test", window=max_history,
                               segments=evaluation.segments)
     summary.update(overall=results.overall, best_checkpoint=checkpoint, params=params,
