@@ -1,6 +1,7 @@
-"""`recplat demo` (the README's first command) end to end on its real default, MovieLens-100K from
-the installed recbole package, with few steps: every stage runs, the three models are scored on
-the same stored candidates, and the report directory is written."""
+"""`recplat demo` (the README's first command): its report from given run summaries (default run),
+and end to end on its real default, MovieLens-100K from the installed recbole package (`heavy`:
+5 min with 8 steps, 10 at the default steps; its recipes run in the default run through
+tests/recipes/test_every_recipe.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,40 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from recplat.runs import RunSummary
 
 
+def _summary(recipe: str, recall: float, history: list[float] | None = None) -> RunSummary:
+    train = None
+    if history is not None:
+        train = {"step": 10 * len(history), "history": [{"step": 10 * (i + 1), "recall@10": v} for i, v in enumerate(history)],
+                 "train_log": [{"step": 10 * (i + 1), "train_loss": 2.4 - 0.1 * i} for i in range(len(history))]}
+    return RunSummary(recipe=recipe, dataset="d", overall={"recall@10": recall, "mrr": recall / 2}, train=train)
+
+
+def test_the_report_shows_the_table_the_curves_and_their_reference_lines(tmp_path):
+    from recplat.demo import comparison_table, write_report
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps({"name": "ml-100k"}))
+    summaries = {"LLM-Rec (MiniLM+LoRA)": _summary("llmrec", 0.17, [0.15, 0.19]), "SASRec": _summary("sasrec", 0.5, [0.4]),
+                 "Popularity": _summary("popularity", 0.32)}
+    table = comparison_table(summaries)
+    assert table.splitlines()[0].split() == ["model", "recall@10", "mrr"]
+    assert table.splitlines()[2].split()[-2:] == ["17.00%", "8.50%"] and table.splitlines()[4].startswith("Popularity")
+    baselines = {"random ranking": 0.099, "popularity": 0.34, "LLM-Rec untrained": 0.106}
+    report = write_report(tmp_path / "report", summaries, tmp_path / "data", seconds=12.3, baselines=baselines)
+    text = (report / "README.md").read_text()
+    assert "ml-100k" in text and "total time 12 s" in text and table in text
+    for png in ("loss.png", "validation.png", "test_metrics.png"):
+        assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    # the untrained encoder starts the validation curve; random and popularity are its reference lines
+    assert json.loads((report / "validation.json").read_text()) == {
+        "recall@10": {"untrained": 0.106, "random ranking": 0.099, "popularity": 0.34}}
+    assert baselines["LLM-Rec untrained"] == 0.106  # the caller's dict is left as it was
+
+
+@pytest.mark.heavy
 @pytest.mark.timeout(900)
 def test_demo_trains_both_models_and_writes_the_report(ray_local, tmp_path, capsys):
     from recplat.demo import _prepare, run_demo

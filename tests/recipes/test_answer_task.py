@@ -1,5 +1,5 @@
 """The causal-LM fine-tuning path: answer-only batches, sharded validation, init_from, export, and
-short real runs on the Ray Train spine (SmolLM2 + LoRA + DDP; a tiny Llama + full + ZeRO-2)."""
+short real runs on the Ray Train spine (SmolLM2 + LoRA + DDP; `heavy`: a tiny Llama + full + ZeRO-2)."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_smollm2_lora_ddp_smoke_finetune_lowers_the_answer_loss(ray_local, tmp_p
     assert single == pytest.approx(after, rel=1e-4)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # 2 min on 2 cores; ZeRO-2 itself is in the default run (tests/train/test_fit.py)
 def test_tiny_llama_full_finetune_on_zero2(ray_local, tiny_dir, tmp_path):
     from recplat.models.causal_lm import load_causal_lm
     from recplat.recipes.answer_task import finetune

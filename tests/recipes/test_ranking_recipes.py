@@ -1,5 +1,6 @@
-"""LLM-Rec, SASRec and popularity end to end on the planted-structure synthetic corpus (Ray Data ->
-Ray Train with 2 workers -> best checkpoint -> stored-candidate evaluation)."""
+"""The ranking task's cache path and its validation across training ranks; and (`heavy`) LLM-Rec,
+SASRec and popularity end to end on the planted-structure synthetic corpus (prepare -> Ray Train
+with 2 workers -> best checkpoint -> stored-candidate evaluation)."""
 
 import json
 
@@ -114,7 +115,7 @@ def synthetic_dataset(ray_local, tmp_path_factory):
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # 3.5 min on 2 cores; the default run trains every recipe in tests/recipes/test_every_recipe.py
 @pytest.mark.timeout(900)
 def test_llmrec_and_sasrec_beat_popularity(synthetic_dataset, tmp_path):
     from recplat.recipes import id_baseline, llmrec, popularity
