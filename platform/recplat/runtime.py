@@ -51,6 +51,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         # hear "no such actor" and remove a live run's workers (seen here). The processes of this
         # cluster inherit the environment at start-up: pin the API to this cluster's own dashboard.
         pinned = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+        # Ray Train's PreemptionWatcher polls for cloud spot-instance notices: a local machine gets
+        # none, and the actor costs every run a process (and an ERROR line, ray issue 53727)
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     try:
         with _environment(pinned):
             ray.init(**kwargs)
