@@ -353,8 +353,10 @@ def _add_demo(sub) -> None:
     )
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     p.add_argument("--synthetic", action="store_true", help="use the seeded synthetic multi-domain corpus")
-    p.add_argument("--steps", type=int, default=120, help="LLM-Rec optimizer steps (SASRec: 4x)")
-    p.add_argument("--workers", type=int, default=2, help="Ray Train workers per model")
+    from recplat.demo import DEFAULT_STEPS
+
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"LLM-Rec optimizer steps (default {DEFAULT_STEPS}; SASRec: 4x)")
+    p.add_argument("--workers", type=int, default=2, help="Ray Train workers per model (default 2)")
     p.add_argument("--fresh", action="store_true", help="re-prepare the dataset even if it exists")
     p.set_defaults(func=lambda args: __import__("recplat.demo", fromlist=["main"]).main(args))
 

@@ -91,6 +91,33 @@ def test_validation_across_two_ranks_equals_one_process(tmp_path):
         assert not shares[0] & shares[1] and shares[0] | shares[1] == set(single.encoded), sizes[i]  # once each
 
 
+@pytest.mark.slow
+def test_train_examples_read_by_the_driver_or_by_ray_data_are_the_same_rows(tiny_dataset):
+    from recplat.data.dataset import PreparedDataset
+    from recplat.recipes.ranking_task import training_dataset
+
+    prepared = PreparedDataset.open(tiny_dataset)
+
+    def rows(driver_read_bytes: int) -> dict:
+        ds = training_dataset(prepared, "per_domain", ["Books"], max_history=5, negatives=4,
+                              driver_read_bytes=driver_read_bytes)
+        batches = list(ds.iter_batches(batch_size=16, batch_format="numpy"))
+        return {key: np.concatenate([b[key] for b in batches]) for key in ("history", "target", "negatives")}
+
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    ordered = context.execution_options.preserve_order
+    context.execution_options.preserve_order = True  # as the training spine reads (train/launch.py)
+    try:
+        driver, streamed = rows(1 << 30), rows(0)
+    finally:
+        context.execution_options.preserve_order = ordered
+    assert driver["history"].shape[1:] == (5,) and driver["negatives"].shape[1:] == (4,) and len(driver["target"]) > 20
+    for key in driver:  # the same rows in the same (stored) order, the same dtypes
+        assert driver[key].dtype == streamed[key].dtype and np.array_equal(driver[key], streamed[key]), key
+
+
 def test_masked_logits_drop_padding_negatives():
     logits = torch.tensor([[2.0, 1.0, 5.0]])
     masked = RankingTask.masked_logits(logits, torch.tensor([[7, 0]]))

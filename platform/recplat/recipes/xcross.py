@@ -292,6 +292,7 @@ def expert_name(ref: RunRef) -> str:
 def rank_experts(cfg: Config, valid: Questions, test: Questions) -> list[dict]:
     """Every candidate expert scored zero-shot on the target's validation and test questions,
     best first by `xcross.selection_metric` on validation."""
+    from recplat.eval.checkpoints import score_checkpoint
     from recplat.eval.metrics import mean_metrics
 
     metrics = list(dict.fromkeys([*cfg.eval.metrics, cfg.xcross.selection_metric]))
@@ -299,8 +300,8 @@ def rank_experts(cfg: Config, valid: Questions, test: Questions) -> list[dict]:
     for ref in cfg.xcross.experts:
         ref.summary("xcross.experts")  # a clear error when the expert has not finished
         task = XCrossTask(cfg, "expert", [ref.run_dir], None)
-        valid_scores, _ = score_remote(task, None, valid, cfg.train.use_gpu)
-        test_scores, _ = score_remote(task, None, test, cfg.train.use_gpu)
+        (valid_scores, test_scores), _ = score_checkpoint(  # both splits on the model built once
+            task, None, lambda task, model: (task.scores(model, valid), task.scores(model, test)), cfg.train.use_gpu)
         test_ranks = ranks_of(test_scores, test.label)
         rows.append({"expert": expert_name(ref), "dir": ref.run_dir,
                      "valid": mean_metrics(ranks_of(valid_scores, valid.label), metrics),
