@@ -62,8 +62,10 @@ def test_last_line_without_newline_but_whole_is_kept(tmp_path, fast):
 
 
 @pytest.mark.slow
-def test_strict_error_is_one_line_without_worker_tracebacks(tmp_path):
-    """Several bad files read in parallel: the first error is the whole of stderr's complaint."""
+@pytest.mark.parametrize("ray_args", [["--num-cpus", "2"], []], ids=["ray", "inline"])
+def test_strict_error_is_one_line_without_worker_tracebacks(tmp_path, ray_args):
+    """Several bad files read in parallel (on Ray: --num-cpus asks for it; without, this small
+    input is read in the command's own process): the first error is the whole of stderr's complaint."""
     folder = tmp_path / "raw"
     folder.mkdir()
     domains = ["Office_Products", "Prime_Pantry", "Arts_Crafts_and_Sewing"]
@@ -74,7 +76,7 @@ def test_strict_error_is_one_line_without_worker_tracebacks(tmp_path):
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
         [sys.executable, "-m", "recplat.cli", "prepare", "--preset", "spiao", "--strict", "--out", str(tmp_path / "ds"),
-         "--num-cpus", "2", f"sources.0.path={folder}", f"sources.0.domains=[{', '.join(domains)}]"],
+         *ray_args, f"sources.0.path={folder}", f"sources.0.domains=[{', '.join(domains)}]"],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 2, proc.stderr
@@ -82,3 +84,4 @@ def test_strict_error_is_one_line_without_worker_tracebacks(tmp_path):
     assert proc.stderr.splitlines()[-1].startswith("recplat: error: ") and ".csv:4: bad_value:rating" in proc.stderr
     assert "Traceback" not in proc.stderr and "Unhandled error" not in proc.stderr, proc.stderr
     assert not (tmp_path / "ds").exists()
+    assert ("Started a local Ray instance" in proc.stderr) == bool(ray_args), proc.stderr
