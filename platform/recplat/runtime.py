@@ -49,6 +49,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         # hear "no such actor" and remove a live run's workers (seen here). The processes of this
         # cluster inherit the environment at start-up: pin the API to this cluster's own dashboard.
         pinned = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+    else:  # without it ray.init() joins the latest cluster on the machine, not the one named by --address
+        kwargs["address"] = address
     try:
         with _environment(pinned):
             ray.init(**kwargs)
