@@ -86,4 +86,5 @@ def test_strict_error_is_one_line_without_worker_tracebacks(tmp_path, request, o
     assert proc.stderr.splitlines()[-1].startswith("recplat: error: ") and ".csv:4: bad_value:rating" in proc.stderr
     assert "Traceback" not in proc.stderr and "Unhandled error" not in proc.stderr, proc.stderr
     assert not (tmp_path / "ds").exists()
-    assert ("Connected to Ray cluster" in proc.stderr) == on_ray and "Started a local Ray" not in proc.stderr, proc.stderr
+    assert ("Connected to Ray cluster" in proc.stderr) == on_ray, proc.stderr
+    assert "Started a local Ray" not in proc.stderr

@@ -5,8 +5,9 @@ sequences -> splits -> candidates -> render -> write -> stats -> manifest. Each 
 a function of tables in its own module; the interactions are shuffled once by user bucket, then
 one task per bucket runs the stages that need whole users (recplat.data.buckets), and only
 small tables and counts come back here. Tasks run on Ray, or inline in this process when the
-input is small and no Ray is running (recplat.data.execution). This file composes them, counts what each stage kept and
-dropped (docs/data-plane.md, "Execution"), and writes the result atomically.
+input is small and no Ray is running (recplat.data.execution). This file composes them, counts
+what each stage kept and dropped (docs/data-plane.md, "Execution"), and writes the result
+atomically.
 """
 
 from __future__ import annotations
