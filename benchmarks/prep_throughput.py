@@ -1,5 +1,5 @@
-"""Benchmark: `recplat prepare` (Ray) vs a single-process columnar implementation of the same
-stages (benchmarks/columnar_prepare.py: polars + numpy, the yardstick; needs `pip install polars`).
+"""Benchmark: `recplat prepare` vs a single-process columnar implementation of the same stages
+(benchmarks/columnar_prepare.py: polars + numpy, the yardstick; needs `pip install polars`).
 
 Synthetic Amazon-2018-format corpora (5 domains, ratings CSV + meta JSON) of the requested sizes
 are written once under --workdir; each pipeline then runs in its own process while a sampler adds
@@ -9,8 +9,13 @@ candidates must be equal). Results are printed with the ratio recplat / yardstic
 average, and with --write put into docs/benchmarks.md between the markers of the "prep_throughput"
 section. `--with-pandas` also runs the slow pandas reference of the tests (tests/data/reference.py).
 
+recplat runs as a user runs it: `recplat prepare --config CFG --out OUT` in a fresh process
+("cli": the command chooses itself whether to start Ray, docs/data-plane.md "Execution": a 10k
+input runs without Ray, 1M and 10M start a local Ray). `--only ray` instead calls `prepare()`
+on a Ray started first with --num-cpus and --object-store-gib, whatever the size.
+
     python benchmarks/prep_throughput.py --sizes 10000 1000000 10000000 --write
-    python benchmarks/prep_throughput.py --sizes 200000 --only ray   # quick look
+    python benchmarks/prep_throughput.py --sizes 200000 --only cli   # quick look
 """
 
 from __future__ import annotations
@@ -117,17 +122,23 @@ def run_columnar(cfg_path: str, out: str) -> None:
     columnar(yaml.safe_load(Path(cfg_path).read_text()), Path(out))
 
 
-def measure(cmd: list[str]) -> dict:
+def cli_command(cfg_path: Path, out: Path) -> list[str]:
+    """`recplat prepare` as a user types it (the console script is `python -m recplat.cli`)."""
+    return [sys.executable, "-m", "recplat.cli", "prepare", "--config", str(cfg_path), "--out", str(out), "--overwrite"]
+
+
+def measure(cmd: list[str], log: Path) -> dict:
     """Wall time and peak memory of `cmd` and all its descendants, sampled every 0.5 s.
 
     The memory figure is the summed PSS (proportional set size): every process's private pages
     plus its share of pages mapped by several processes. Summed RSS, also recorded, counts Ray's
     shared-memory object store once per process that maps it (raylet, driver, every worker) and
-    so overstates a Ray pipeline's footprint several times over.
+    so overstates a Ray pipeline's footprint several times over. Its output goes to `log`.
     """
     load_before = os.getloadavg()[0]
     t0 = time.time()
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     root = psutil.Process(proc.pid)
     peak = peak_rss = 0
     stop = threading.Event()
@@ -175,8 +186,8 @@ def update_doc(rows: list[dict]) -> None:
     write_doc_section("prep_throughput", "Data plane: `recplat prepare` throughput (benchmarks/prep_throughput.py)", lines)
 
 
-KIND_NAMES = {"columnar": "columnar yardstick (polars, 1 process)", "ray": "recplat prepare (Ray)",
-              "reference": "pandas reference (tests)"}
+KIND_NAMES = {"columnar": "columnar yardstick (polars, 1 process)", "cli": "`recplat prepare` (fresh process)",
+              "ray": "recplat prepare() on a fresh Ray", "reference": "pandas reference (tests)"}
 
 
 def main() -> int:
@@ -186,7 +197,7 @@ def main() -> int:
     ap.add_argument("--num-cpus", type=int, default=os.cpu_count())
     ap.add_argument("--partitions", type=int, default=None, help="num_partitions (default: recplat's own choice)")
     ap.add_argument("--object-store-gib", type=float, default=2.0)
-    ap.add_argument("--only", choices=["ray", "columnar", "reference"], help="run one pipeline (default: columnar, ray)")
+    ap.add_argument("--only", choices=["cli", "ray", "columnar", "reference"], help="run one pipeline (default: columnar, cli)")
     ap.add_argument("--with-pandas", action="store_true", help="also run the pandas reference of the tests (slow)")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     ap.add_argument("--run", nargs=3, metavar=("KIND", "CFG", "OUT"), help=argparse.SUPPRESS)
@@ -206,20 +217,22 @@ def main() -> int:
         corpus = write_corpus(args.workdir, n)
         cfg_path = args.workdir / f"prepare_{n}.yaml"
         cfg_path.write_text(yaml.safe_dump(prepare_config(corpus, args.partitions)))
-        kinds = [args.only] if args.only else ["columnar", "ray"] + (["reference"] if args.with_pandas else [])
+        kinds = [args.only] if args.only else ["columnar", "cli"] + (["reference"] if args.with_pandas else [])
         columnar_seconds = None
         for kind in kinds:
             out = args.workdir / f"out_{kind}_{n}"
-            cmd = [sys.executable, __file__, "--num-cpus", str(args.num_cpus), "--object-store-gib",
-                   str(args.object_store_gib), "--run", kind, str(cfg_path), str(out)]
-            result = measure(cmd)
+            cmd = cli_command(cfg_path, out) if kind == "cli" else [
+                sys.executable, __file__, "--num-cpus", str(args.num_cpus), "--object-store-gib",
+                str(args.object_store_gib), "--run", kind, str(cfg_path), str(out)]
+            log = args.workdir / f"out_{kind}_{n}.log"
+            result = measure(cmd, log)
             if result["rc"] != 0:
-                print(f"{kind} at {n:,} failed (exit {result['rc']})", file=sys.stderr)
+                print(f"{kind} at {n:,} failed (exit {result['rc']}): see {log}", file=sys.stderr)
                 return 1
             if kind == "columnar":
                 columnar_seconds = result["seconds"]
             row = {"n": n, "kind": kind, **result, "columnar_seconds": columnar_seconds}
-            if kind == "ray" and columnar_seconds:
+            if kind in ("cli", "ray") and columnar_seconds:
                 from columnar_prepare import compare
 
                 problems = compare(out, args.workdir / f"out_columnar_{n}")

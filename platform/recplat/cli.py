@@ -28,9 +28,12 @@ def _add_prepare(sub) -> None:
 
     p = sub.add_parser(
         "prepare",
-        help="turn raw multi-domain dumps into a prepared dataset directory (Ray Data)",
+        help="turn raw multi-domain dumps into a prepared dataset directory (Ray tasks)",
         description="Run the preprocessing pipeline (titles, dedupe, k-core, sequences, splits, "
-        "candidates, render, stats) on Ray Data and write one dataset directory atomically.",
+        "candidates, render, stats) as one Ray task per user bucket and write one dataset directory "
+        "atomically. A small input (files of at most 32 MiB holding at most 100,000 interactions) runs "
+        "in this process without starting Ray, which would take longer than the work; --address, "
+        "RAY_ADDRESS or --num-cpus always use Ray.",
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument(
@@ -46,13 +49,16 @@ def _add_prepare(sub) -> None:
     p.add_argument("--out", "-o", required=True, help="the dataset directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset directory")
     p.add_argument("--strict", action="store_true", help="the first malformed input line is an error")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--num-cpus", type=int, help="logical CPUs for a local Ray")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray, or none for a "
+                   "small input)")
+    p.add_argument("--num-cpus", type=int, help="logical CPUs for a local Ray (starts one whatever the input size)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. kcore.user=3")
     p.set_defaults(func=_run_prepare)
 
 
 def _run_prepare(args) -> int:
+    import os
+
     from recplat.config import DEFAULT_PRESET, load_config, preset_file
     from recplat.data.config import PrepareConfig
     from recplat.data.pipeline import prepare
@@ -65,7 +71,9 @@ def _run_prepare(args) -> int:
     from recplat.preflight import check_output_dir
 
     check_output_dir(args.out, overwrite=args.overwrite)  # before Ray starts: one line, exit 2
-    init_ray(args.address, num_cpus=args.num_cpus)
+    if args.address or args.num_cpus or os.environ.get("RAY_ADDRESS"):  # Ray was asked for
+        init_ray(args.address, num_cpus=args.num_cpus)
+    # else prepare() starts a local Ray only if the input is large enough to repay it
     prepare(cfg, args.out, overwrite=args.overwrite, show_progress=True)
     return 0
 

@@ -54,6 +54,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         # Ray Train's PreemptionWatcher polls for cloud spot-instance notices: a local machine gets
         # none, and the actor costs every run a process (and an ERROR line, ray issue 53727)
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    else:  # without it ray.init() joins the latest cluster on the machine, not the one named by --address
+        kwargs["address"] = address
     try:
         with _environment(pinned):
             ray.init(**kwargs)

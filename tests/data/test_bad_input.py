@@ -62,8 +62,12 @@ def test_last_line_without_newline_but_whole_is_kept(tmp_path, fast):
 
 
 @pytest.mark.slow
-def test_strict_error_is_one_line_without_worker_tracebacks(tmp_path):
-    """Several bad files read in parallel: the first error is the whole of stderr's complaint."""
+@pytest.mark.parametrize("on_ray", [True, False], ids=["ray", "inline"])
+def test_strict_error_is_one_line_without_worker_tracebacks(tmp_path, request, on_ray):
+    """Several bad files read in parallel on Ray workers (the command joins the tests' Ray with
+    --address: starting another costs 30 s here), or, asked for no Ray, in the command's own
+    process (a small input): the first error is the whole of stderr's complaint."""
+    ray_args = ["--address", request.getfixturevalue("ray_local").get_runtime_context().gcs_address] if on_ray else []
     folder = tmp_path / "raw"
     folder.mkdir()
     domains = ["Office_Products", "Prime_Pantry", "Arts_Crafts_and_Sewing"]
@@ -74,7 +78,7 @@ def test_strict_error_is_one_line_without_worker_tracebacks(tmp_path):
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
         [sys.executable, "-m", "recplat.cli", "prepare", "--preset", "spiao", "--strict", "--out", str(tmp_path / "ds"),
-         "--num-cpus", "2", f"sources.0.path={folder}", f"sources.0.domains=[{', '.join(domains)}]"],
+         *ray_args, f"sources.0.path={folder}", f"sources.0.domains=[{', '.join(domains)}]"],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 2, proc.stderr
@@ -82,3 +86,5 @@ def test_strict_error_is_one_line_without_worker_tracebacks(tmp_path):
     assert proc.stderr.splitlines()[-1].startswith("recplat: error: ") and ".csv:4: bad_value:rating" in proc.stderr
     assert "Traceback" not in proc.stderr and "Unhandled error" not in proc.stderr, proc.stderr
     assert not (tmp_path / "ds").exists()
+    assert ("Connected to Ray cluster" in proc.stderr) == on_ray, proc.stderr
+    assert "Started a local Ray" not in proc.stderr

@@ -131,20 +131,23 @@ def test_matches_naive_reference(seed, user_k, item_k, scope):
     assert all(c >= user_k for c in users.values()) and all(c >= item_k for c in items.values())
 
 
-def test_bucket_rounds_on_ray_equal_the_kernel(ray_local):
+def test_bucket_rounds_equal_the_kernel():
     """buckets.kcore_rounds: users split over 3 buckets (tasks), only item counts exchanged per
-    round; the rows kept equal the single-table kernel's, in the same number of counting passes."""
+    round; the rows kept equal the single-table kernel's, in the same number of counting passes.
+    The tasks run inline (the same calls as on Ray: the prepare tests run them on Ray)."""
     from recplat.data import buckets, seeded
+    from recplat.data.execution import Tasks
 
-    ray = ray_local
+    run = Tasks(on_ray=False)
     cases = [(_table(CHAIN), KCoreConfig(user=2, item=2))]
     cases += [(_table(_random_edges(seed)), KCoreConfig(user=3, item=4, scope=scope)) for seed, scope in ((0, "mixed"), (1, "per_domain"))]
     passes = []
     for table, cfg in cases:
         code = seeded.bucket_of(np.asarray(table.column("user").to_pylist(), dtype=object), 3)
         parts = [table.filter(pa.array(code == b)) for b in range(3)]
-        refs, counts, rows, rounds = buckets.kcore_rounds([ray.put(p) for p in parts], [buckets.kcore_summary(p, cfg) for p in parts], cfg)
-        got = pa.concat_tables(ray.get(refs)).sort_by("timestamp")
+        summaries = [buckets.kcore_summary(p, cfg) for p in parts]
+        refs, counts, rows, rounds = buckets.kcore_rounds(run, [run.put(p) for p in parts], summaries, cfg)
+        got = pa.concat_tables(run.get(refs)).sort_by("timestamp")
         expected = kcore_table(table, cfg)
         assert got.equals(expected.filter(expected.column(DROP).is_null()).drop_columns([DROP]))
         assert rows == got.num_rows < table.num_rows and sum(counts.column("n").to_pylist()) == rows

@@ -4,6 +4,9 @@ and strict about bad input."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -86,18 +89,36 @@ def test_synthetic_equals_reference_and_accounts_for_every_row(ray_local, tmp_pa
     assert report.tables["examples"] > 0
 
 
-@pytest.mark.slow
-def test_synthetic_200k_interactions_equals_reference(ray_local, tmp_path):
-    """~200k interactions (10,000 users x ~20), the size the brief asks the pipeline to match at."""
-    cfg = make_cfg(
-        name="synth200k",
+def corpus_cfg(users: int, name: str) -> PrepareConfig:
+    """Synthetic users x ~20 interactions over 5 domains, 8 buckets, 5-core (several rounds)."""
+    return make_cfg(
+        name=name,
         seed=5,
         num_partitions=8,
-        sources=[dict(kind="synthetic", users=10_000, mean_interactions=20, seed=1)],
+        sources=[dict(kind="synthetic", users=users, mean_interactions=20, seed=1)],
         kcore=dict(user=5, item=5),
         sequences=dict(drop_consecutive_repeats=True, max_length=50),
         candidates=dict(count=100, train_negatives=5),
     )
+
+
+@pytest.mark.slow
+def test_synthetic_20k_interactions_equals_reference(ray_local, tmp_path):
+    """~20k interactions (1,000 users x ~20): 8 buckets of ~125 users; k-core drops rows, sequences
+    drop repeats and truncate (the 200k test below: the same at 10x, `-m heavy`)."""
+    cfg = corpus_cfg(1_000, "synth20k")
+    prepare(cfg, tmp_path / "ds", show_progress=False)
+    ref = assert_matches_reference(cfg, tmp_path / "ds")
+    stages = {s["stage"]: s for s in ref["accounting"]}
+    assert stages["read"]["read"] > 15_000 and stages["kcore"]["dropped"]["kcore"] > 100
+    assert set(stages["sequences"]["dropped"]) == {"consecutive_repeat", "truncated"}
+
+
+@pytest.mark.heavy
+def test_synthetic_200k_interactions_equals_reference(ray_local, tmp_path):
+    """~200k interactions (10,000 users x ~20), the size the brief asks the pipeline to match at
+    (the pandas reference alone takes ~100 s: `pytest -m heavy`; the 20k test above is the default)."""
+    cfg = corpus_cfg(10_000, "synth200k")
     prepare(cfg, tmp_path / "ds", show_progress=False)
     ref = assert_matches_reference(cfg, tmp_path / "ds")
     assert ref["accounting"][0]["read"] > 150_000
@@ -126,26 +147,50 @@ def test_stage_options_equal_reference(ray_local, tmp_path, variant):
     assert_matches_reference(cfg, tmp_path / "ds")
 
 
-def test_same_config_gives_identical_bytes(ray_local, tmp_path):
-    cfg = synthetic_cfg(users=150, render=dict(families=["llmrec", "molorec"]))
-    prepare(cfg, tmp_path / "a", show_progress=False)
-    prepare(cfg, tmp_path / "b", show_progress=False)
-    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.parquet"))
-    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.parquet"))
-    assert files_a == files_b and len(files_a) > 8
+def assert_same_bytes(a: Path, b: Path) -> None:
+    """Every file of two dataset directories byte for byte; manifest.json but for `seconds`."""
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert files_a == files_b and len([f for f in files_a if f.suffix == ".parquet"]) > 8
     for rel in files_a:
-        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+        if rel.name == "manifest.json":
+            manifests = [json.loads((d / rel).read_text()) for d in (a, b)]
+            assert [m.pop("seconds") > 0 for m in manifests] == [True, True] and manifests[0] == manifests[1]
+        else:
+            assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
+COLD_START = dict(sequences=dict(scope="both"), split=dict(method="leave_one_out", cold_start=True))
+
+
+@pytest.mark.parametrize("variant", [{}, COLD_START], ids=["one-task-per-bucket", "cold-start-exchange"])
+def test_same_config_gives_identical_bytes_on_ray_and_inline(ray_local, tmp_path, variant):
+    """The same tasks run on Ray (worker processes) and inline in this process
+    (recplat.data.execution) give the same files: 4 buckets, both bucket-task shapes (fused, and
+    front/back around cold start's exchange)."""
+    cfg = synthetic_cfg(users=150, render=dict(families=["llmrec", "molorec"]), **variant)
+    ray_report = prepare(cfg, tmp_path / "ray", show_progress=False, on_ray=True)
+    inline_report = prepare(cfg, tmp_path / "inline", show_progress=False, on_ray=False)
+    assert ray_report.buckets == inline_report.buckets == 4
+    assert_same_bytes(tmp_path / "ray", tmp_path / "inline")
+
+
+def test_another_seed_draws_other_candidates(tmp_path):
+    """(Same config, same bytes: the Ray run and the inline one above, in different processes.)"""
+    cfg = synthetic_cfg(users=150, render=dict(families=["llmrec", "molorec"]))
+    prepare(cfg, tmp_path / "a", show_progress=False, on_ray=False)
     other = synthetic_cfg(users=150, seed=8, render=dict(families=["llmrec", "molorec"]))
-    prepare(other, tmp_path / "c", show_progress=False)
+    prepare(other, tmp_path / "c", show_progress=False, on_ray=False)
     a = load_output(tmp_path / "a", "examples/test")
     c = load_output(tmp_path / "c", "examples/test")
     assert a.column("candidates").to_pylist() != c.column("candidates").to_pylist()
 
 
-def test_interrupted_run_leaves_nothing_that_looks_complete(ray_local, tmp_path, monkeypatch):
+def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    """(Inline: the driver's part, the same on Ray.)"""
     cfg = synthetic_cfg(users=100)
     out = tmp_path / "ds"
-    prepare(cfg, out, show_progress=False)
+    prepare(cfg, out, show_progress=False, on_ray=False)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def boom(*args, **kwargs):
@@ -155,12 +200,12 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(ray_local, tmp_path,
 
     monkeypatch.setattr(stats, "combine", boom)  # on the driver, after every bucket's writes
     with pytest.raises(RuntimeError, match="killed after the bucket tasks"):
-        prepare(synthetic_cfg(users=120), out, overwrite=True, show_progress=False)
+        prepare(synthetic_cfg(users=120), out, overwrite=True, show_progress=False, on_ray=False)
     # the earlier complete dataset is untouched, and no partial directory is left beside it
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
     with pytest.raises(RuntimeError):
-        prepare(synthetic_cfg(users=120), tmp_path / "fresh", show_progress=False)
+        prepare(synthetic_cfg(users=120), tmp_path / "fresh", show_progress=False, on_ray=False)
     assert not (tmp_path / "fresh").exists()
 
 
@@ -173,7 +218,7 @@ def test_bucket_count_is_the_setting_or_follows_the_input_size():
     assert [pipeline_module.num_buckets(unset, n) for n in (0, 10_000, per, per + 1, 10 * per)] == [1, 1, 1, 2, 10]
 
 
-def test_existing_output_needs_overwrite(ray_local, tmp_path):
+def test_existing_output_needs_overwrite(tmp_path):
     (tmp_path / "ds").mkdir()
     with pytest.raises(RecplatError, match="already exists"):
         prepare(synthetic_cfg(users=50), tmp_path / "ds", show_progress=False)
@@ -194,6 +239,19 @@ def test_recbole_ml100k_from_the_installed_wheel(ray_local, tmp_path):
     assert test.num_rows == 943  # every ML-100K user has >= 20 ratings: one test example each
     assert set(len(c) for c in test.column("candidates").to_pylist()) == {50}
     assert_matches_reference(cfg, tmp_path / "ds")
+
+
+def test_cli_prepares_a_small_input_without_starting_ray(tmp_path):
+    """`recplat prepare` in a fresh process, no Ray asked for, a tiny input (in 2 buckets, its
+    num_partitions): no Ray starts (docs/data-plane.md, "Execution"), the dataset equals the reference's."""
+    config = Path(__file__).parents[1] / "fixtures" / "amazon2018_csv" / "prepare.yaml"
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-m", "recplat.cli", "prepare", "--config", str(config), "--out",
+                           str(tmp_path / "ds")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "tasks        2 bucket(s), in this process (no Ray needed)" in proc.stderr, proc.stderr
+    assert "Ray instance" not in proc.stderr
+    assert_matches_reference(load_config(PrepareConfig, config), tmp_path / "ds")
 
 
 @pytest.mark.parametrize("config", FIXTURE_CONFIGS, ids=[p.parent.name for p in FIXTURE_CONFIGS])

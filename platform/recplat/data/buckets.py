@@ -7,7 +7,8 @@ counts, item counts per bucket (k-core rounds and popularity), the seen-item set
 partial stats and row counts. A bucket task writes its own part files, so the same config and
 input give the same bytes whatever the cluster did.
 
-Every function here is a plain function of tables; `pipeline.py` runs them as Ray tasks.
+Every function here is a plain function of tables; `pipeline.py` runs them as Ray tasks, or
+inline in its own process for a small input (recplat.data.execution).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 
 from recplat.data import accounting, candidates, dedupe, kcore, render, schema, sequences, splits, stats, writer
 from recplat.data.config import KCoreConfig, PrepareConfig
+from recplat.data.execution import Tasks
 from recplat.data.titles import annotate_unknown_items
 
 INTERACTION_ORDER = ["user", "domain", "timestamp", "item", "rating"]
@@ -67,28 +69,26 @@ def kcore_round(table: pa.Table, item_set, cfg: KCoreConfig) -> tuple[pa.Table, 
     return table, kcore_summary(table, cfg)
 
 
-def kcore_rounds(tables: list, infos: list[dict], cfg: KCoreConfig) -> tuple[list, pa.Table, int, int]:
+def kcore_rounds(run: Tasks, tables: list, infos: list[dict], cfg: KCoreConfig) -> tuple[list, pa.Table, int, int]:
     """Driver side of k-core (kcore.py's semantics) over buckets: `tables` are the buckets' row
-    refs and `infos` their `kcore_summary`s. Each round sums the item counts, and the buckets with
+    refs (`run`'s) and `infos` their `kcore_summary`s. Each round sums the item counts, and the buckets with
     something to drop (a globally rare item, or a local user below `cfg.user`) run `kcore_round`;
     the rest keep their rows. Stops when nothing is below a threshold: the same rounds as
     removing every violating row of the whole table at once. -> (bucket refs, interactions per
     (domain, item) after k-core (`ITEM_COUNTS`), rows left, counting passes)."""
-    import ray
-
     tables, infos = list(tables), list(infos)
     rounds = 1 if cfg.user > 1 or cfg.item > 1 else 0
-    remote = ray.remote(kcore_round).options(num_returns=2)
+    remote = run.remote(kcore_round, num_returns=2)
     while True:
         counts = combine_item_counts([i["items"] for i in infos])
         items = item_set(counts, cfg)
         todo = [b for b, i in enumerate(infos) if items is not None or i["users_low"]]
         if not todo:
             return tables, counts, sum(i["rows"] for i in infos), rounds
-        items_ref, rounds = ray.put(items), rounds + 1
+        items_ref, rounds = run.put(items), rounds + 1
         for b in todo:
-            tables[b], infos[b] = remote.remote(tables[b], items_ref, cfg)
-        for b, info in zip(todo, ray.get([infos[b] for b in todo])):
+            tables[b], infos[b] = remote(tables[b], items_ref, cfg)
+        for b, info in zip(todo, run.get([infos[b] for b in todo])):
             infos[b] = info
 
 

@@ -1,8 +1,9 @@
 """Reading every configured source in parallel, and fingerprinting what was read.
 
-Each read task (normally one file) runs as a Ray task; its interactions stay in the object store
-(one block per task, split by user bucket next: recplat.data.buckets), while the small items and
-rejects tables and the row counts come back to the driver. Plain tasks, one Arrow parse per file,
+Each read task (normally one file) runs as a task (recplat.data.execution: a Ray task, or inline);
+its interactions stay in the object store (one block per task, split by user bucket next:
+recplat.data.buckets), while the small items and rejects tables and the row counts come back to
+the driver. Plain tasks, one Arrow parse per file,
 were the fastest reader measured here (docs/stack.md).
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from recplat.data import schema
+from recplat.data.execution import Tasks
 from recplat.data.sources import ReadTask, plan_reads, run_read
 from recplat.errors import DataError
 
@@ -60,22 +62,17 @@ def _read_one(task: ReadTask, strict: bool):
     return interactions, (result.items, result.rejects, result.records, interactions.num_rows)
 
 
-def read_inputs(tasks: list[ReadTask], strict: bool, progress=None) -> ReadOutput:
-    """Run every read task as a Ray task; interactions stay distributed, the rest comes back."""
-    import ray
-
-    remote = ray.remote(num_returns=2, max_retries=2)(_read_one)
-    refs = [remote.remote(task, strict) for task in tasks]
+def read_inputs(tasks: list[ReadTask], strict: bool, run: Tasks, progress=None) -> ReadOutput:
+    """Run every read task (`run`: on Ray or inline); interactions stay distributed, the rest comes back."""
+    read_one = run.remote(_read_one, num_returns=2, max_retries=2)
+    refs = [read_one(task, strict) for task in tasks]
     interaction_refs = [r[0] for r in refs]
     items, rejects, records, rows = [], [], 0, 0
-    pending = {r[1]: i for i, r in enumerate(refs)}
     results: dict[int, tuple] = {}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        idx = pending.pop(done[0])
-        results[idx] = ray.get(done[0])
-        if isinstance(results[idx], str):
-            raise DataError(results[idx])
+    for idx, result in run.completed([r[1] for r in refs]):
+        if isinstance(result, str):
+            raise DataError(result)
+        results[idx] = result
         if progress is not None:
             progress.update(1)
     for idx in range(len(tasks)):  # plan order, whatever order the tasks finished in

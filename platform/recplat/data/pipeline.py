@@ -3,9 +3,11 @@
 Read top to bottom, this is the whole data plane: read -> titles -> dedupe -> k-core -> index ->
 sequences -> splits -> candidates -> render -> write -> stats -> manifest. Each stage's kernel is
 a function of tables in its own module; the interactions are shuffled once by user bucket, then
-one Ray task per bucket runs the stages that need whole users (recplat.data.buckets), and only
-small tables and counts come back here. This file composes them, counts what each stage kept and
-dropped (docs/data-plane.md, "Execution"), and writes the result atomically.
+one task per bucket runs the stages that need whole users (recplat.data.buckets), and only
+small tables and counts come back here. Tasks run on Ray, or inline in this process when the
+input is small and no Ray is running (recplat.data.execution). This file composes them, counts
+what each stage kept and dropped (docs/data-plane.md, "Execution"), and writes the result
+atomically.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recplat.data import accounting, schema, writer
+from recplat.data import accounting, execution, schema, writer
 from recplat.data.accounting import StageCount
 from recplat.data.config import PrepareConfig
+from recplat.data.execution import Tasks
 from recplat.data.inputs import fingerprint, plan_all, read_inputs
 from recplat.errors import RecplatError
 from recplat.storage import atomic_dir, write_json_atomic, write_parquet_atomic
@@ -38,11 +41,15 @@ class PrepareReport:
     buckets: int = 0  # user buckets used (num_partitions, or chosen from the input size)
 
 
-def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_progress: bool = True) -> PrepareReport:
-    """Run the pipeline on the current Ray (call recplat.runtime.init_ray first) and write `out`."""
-    import ray
-
+def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_progress: bool = True,
+            on_ray: bool | None = None) -> PrepareReport:
+    """Run the pipeline and write `out`. Its tasks run on Ray with `on_ray=True` (this process's
+    Ray, else recplat.runtime.init_ray starts or joins one) and in this process with False. None:
+    on Ray when one is running here or RAY_ADDRESS is set; else inline while the input is small
+    (execution.inline_first, then at most ROWS_PER_BUCKET interactions), Ray being started for more
+    (docs/data-plane.md, "Execution")."""
     from recplat.data import buckets, candidates, render, stats, titles
+    from recplat.runtime import init_ray
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -54,12 +61,14 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
     tasks = plan_all(cfg.sources)
     log.step("plan", f"{len(tasks)} read tasks from {len(cfg.sources)} source(s)")
     inputs_fp = fingerprint(tasks)
+    inline = execution.inline_first(sum(f["bytes"] for f in inputs_fp)) if on_ray is None else not on_ray
+    run = Tasks(on_ray=False) if inline else execution.on_ray(init_ray)
 
     with atomic_dir(out, overwrite=overwrite) as tmp:
         # --- read --------------------------------------------------------------------------
         bar = log.bar(len(tasks), "read")
         try:
-            read = read_inputs(tasks, cfg.strict, progress=bar)
+            read = read_inputs(tasks, cfg.strict, run, progress=bar)
         finally:  # so that a --strict error line is not glued to the bar
             log.close(bar)
         write_parquet_atomic(tmp / "rejected.parquet", read.rejects)
@@ -68,6 +77,9 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
         report.stages.append(read_count)
         log.stage(read_count)
         P = report.buckets = num_buckets(cfg, read.interaction_rows)
+        if on_ray is None and not run.on_ray and read.interaction_rows > ROWS_PER_BUCKET:  # repays Ray's start
+            run = execution.on_ray(init_ray)
+        log.step("tasks", f"{P} bucket(s), " + ("on Ray" if run.on_ray else "in this process (no Ray needed)"))
 
         # --- titles: clean titles, drop items without one, and their interactions -----------
         annotated_items = titles.annotate_titles(read.items, cfg.titles)
@@ -80,27 +92,28 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
         log.stage(item_count)
 
         # --- the one shuffle: every read block -> one piece per user bucket ----------------
-        kept_keys, dropped_keys = (ray.put(k) for k in titles.item_key_sets(annotated_items))
-        blocks = read.interactions or [ray.put(schema.empty(schema.INTERACTIONS))]
-        split = ray.remote(buckets.split_block).options(num_returns=P + 1)
-        pieces = [split.remote(block, kept_keys, dropped_keys, P) for block in blocks]
+        kept_keys, dropped_keys = (run.put(k) for k in titles.item_key_sets(annotated_items))
+        blocks = read.interactions or [run.put(schema.empty(schema.INTERACTIONS))]
+        split = run.remote(buckets.split_block, num_returns=P + 1)
+        pieces = [split(block, kept_keys, dropped_keys, P) for block in blocks]
+        del blocks, read.interactions  # inline they are the tables themselves
         count = StageCount("item_titles", "interactions")
-        for n, dropped in ray.get([p[0] for p in pieces]):
+        for n, dropped in run.get([p[0] for p in pieces]):
             count.add(n, n - sum(dropped.values()), dropped)
         _log_stage(report, log, count)
 
         # --- dedupe, then k-core rounds: per round only item counts reach the driver -------
-        dedupe = ray.remote(buckets.dedupe_bucket).options(num_returns=2)
-        refs = [dedupe.remote(cfg.dedupe, cfg.kcore, *[p[b + 1] for p in pieces]) for b in range(P)]
+        dedupe = run.remote(buckets.dedupe_bucket, num_returns=2)
+        refs = [dedupe(cfg.dedupe, cfg.kcore, *[p[b + 1] for p in pieces]) for b in range(P)]
         del pieces
-        tables, infos = [r[0] for r in refs], ray.get([r[1] for r in refs])
+        tables, infos = [r[0] for r in refs], run.get([r[1] for r in refs])
         if cfg.dedupe:
             count = StageCount("dedupe", "interactions")
             for info in infos:
                 count.add(info["read"], info["rows"], info["dropped"])
             _log_stage(report, log, count)
         before = sum(i["rows"] for i in infos)
-        tables, popularity, after, rounds = buckets.kcore_rounds(tables, infos, cfg.kcore)
+        tables, popularity, after, rounds = buckets.kcore_rounds(run, tables, infos, cfg.kcore)
         count = StageCount("kcore", "interactions")
         count.add(before, after, {"kcore": before - after} if before != after else {})
         _log_stage(report, log, count, f"{rounds} round(s)")
@@ -108,28 +121,28 @@ def prepare(cfg: PrepareConfig, out: str | Path, overwrite: bool = False, show_p
         # --- index: item_idx 1..N in (domain, item) order; popularity for candidates ------
         items = _index_items(items, popularity)
         write_parquet_atomic(tmp / "items.parquet", items)
-        keys = ray.put(schema.item_keys(items.column("domain"), items.column("item")).combine_chunks())
-        pool = ray.put(candidates.CandidatePool.build(items, popularity_by_idx(items, popularity)))
-        titles_ref = ray.put(np.array([None] + items.column("title").to_pylist(), dtype=object))
+        keys = run.put(schema.item_keys(items.column("domain"), items.column("item")).combine_chunks())
+        pool = run.put(candidates.CandidatePool.build(items, popularity_by_idx(items, popularity)))
+        titles_ref = run.put(np.array([None] + items.column("title").to_pylist(), dtype=object))
         templates = render.load_templates(cfg.render.templates) if cfg.render.families else None
         log.step("index", f"{items.num_rows:,} items")
 
         # --- per bucket: sequences -> splits -> candidates -> render -> write -> partial stats ---
         dest = str(tmp)
         if cfg.split.cold_start:  # the seen set is global: one exchange of seen items midway
-            front = ray.remote(buckets.front).options(num_returns=2)
-            fronts = [front.remote(tables[b], keys, pool, cfg) for b in range(P)]
+            front = run.remote(buckets.front, num_returns=2)
+            fronts = [front(tables[b], keys, pool, cfg) for b in range(P)]
             del tables
-            firsts = ray.get([f[1] for f in fronts])
+            firsts = run.get([f[1] for f in fronts])
             seen = [i.pop("seen") for i in firsts]
-            seen = ray.put(pc.unique(pa.concat_arrays(seen)) if seen else pa.array([], pa.int32()))
-            back = ray.remote(buckets.back)
-            results = ray.get([back.remote(f[0], b, seen, pool, titles_ref, templates, cfg, dest)
+            seen = run.put(pc.unique(pa.concat_arrays(seen)) if seen else pa.array([], pa.int32()))
+            back = run.remote(buckets.back)
+            results = run.get([back(f[0], b, seen, pool, titles_ref, templates, cfg, dest)
                                for b, f in enumerate(fronts)])
             results = [first | result for first, result in zip(firsts, results)]
         else:
-            fused = ray.remote(buckets.front_and_back)
-            results = ray.get([fused.remote(tables[b], keys, pool, b, titles_ref, templates, cfg, dest)
+            fused = run.remote(buckets.front_and_back)
+            results = run.get([fused(tables[b], keys, pool, b, titles_ref, templates, cfg, dest)
                                for b in range(P)])
             del tables
         count = StageCount("sequences", "interactions")
@@ -210,10 +223,11 @@ def _counts(table: pa.Table, column: str) -> dict[str, int]:
 
 
 def _manifest(cfg: PrepareConfig, inputs_fp: list[dict], report: PrepareReport) -> dict:
+    from importlib.metadata import version
+
     import numpy
     import pandas
     import pyarrow
-    import ray
 
     import recplat
 
@@ -227,7 +241,7 @@ def _manifest(cfg: PrepareConfig, inputs_fp: list[dict], report: PrepareReport) 
             "recplat": recplat.__version__,
             "python": sys.version.split()[0],
             "platform": _platform.platform(),
-            "ray": ray.__version__,
+            "ray": version("ray"),  # importing ray costs a second that an inline prepare need not pay
             "pyarrow": pyarrow.__version__,
             "pandas": pandas.__version__,
             "numpy": numpy.__version__,

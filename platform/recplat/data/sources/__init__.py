@@ -2,7 +2,7 @@
 
 A source is read as a list of `ReadTask`s (normally one per file), each turned into a
 `ReadResult` by its reader module's `read(task, strict)`; the pipeline runs the tasks in
-parallel as a Ray Data transform. Readers never drop a line silently: a malformed line goes to
+parallel as Ray tasks (inline for a small input: recplat.data.inputs). Readers never drop a line silently: a malformed line goes to
 `rejects` with its file and line number, or, with `strict`, raises DataError("file:line: why").
 """
 
