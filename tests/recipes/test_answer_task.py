@@ -11,7 +11,6 @@ import torch
 from recplat.errors import ConfigError
 from recplat.models.causal_lm import IGNORE_INDEX, CausalLMSettings, LoraSettings, answer_token_nll
 from recplat.recipes.answer_task import AnswerTask, FinetuneSettings, export_trained, instruction_dataset
-from tests.models.causal_lms import smollm2_tokenizer, tiny_llama
 
 TITLES = ["Red Lamp", "Blue Mug", "Green Sofa", "Oak Desk", "Steel Kettle", "Wool Rug", "Glass Vase", "Iron Pan"]
 
@@ -27,18 +26,9 @@ def ranking_examples(n: int, seed: int) -> tuple[list[str], list[str]]:
     return prompts, answers
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    """A tiny random Llama saved as an ordinary HF folder: `model.name` for the fast tests."""
-    path = tmp_path_factory.mktemp("tiny_llama")
-    tiny_llama().save_pretrained(path)
-    smollm2_tokenizer().save_pretrained(path)
-    return str(path)
-
-
-def test_collate_masks_prompts_and_validation_is_the_mean_answer_nll(tiny_dir):
+def test_collate_masks_prompts_and_validation_is_the_mean_answer_nll(tiny_llama_folder):
     prompts, answers = ranking_examples(5, seed=0)
-    task = AnswerTask(CausalLMSettings(name=tiny_dir), FinetuneSettings(method="full"), prompts, answers,
+    task = AnswerTask(CausalLMSettings(name=tiny_llama_folder), FinetuneSettings(method="full"), prompts, answers,
                       eval_batch_size=2)
     model = task.build_model().eval()
     batch = task.collate({"prompt": prompts[:2], "answer": answers[:2]})
@@ -57,8 +47,8 @@ def test_collate_masks_prompts_and_validation_is_the_mean_answer_nll(tiny_dir):
     assert all(p.requires_grad for p in model.parameters())  # full fine-tuning
 
 
-def test_lora_run_starts_from_init_from_and_rejects_a_mismatch(tiny_dir, tmp_path):
-    source = AnswerTask(CausalLMSettings(name=tiny_dir), FinetuneSettings(lora=LoraSettings(rank=4)))
+def test_lora_run_starts_from_init_from_and_rejects_a_mismatch(tiny_llama_folder, tmp_path):
+    source = AnswerTask(CausalLMSettings(name=tiny_llama_folder), FinetuneSettings(lora=LoraSettings(rank=4)))
     model = source.build_model()
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -66,12 +56,12 @@ def test_lora_run_starts_from_init_from_and_rejects_a_mismatch(tiny_dir, tmp_pat
                 p.fill_(0.01)
     model.save_pretrained(tmp_path / "adapter")
 
-    started = AnswerTask(CausalLMSettings(name=tiny_dir),
+    started = AnswerTask(CausalLMSettings(name=tiny_llama_folder),
                          FinetuneSettings(lora=LoraSettings(rank=4), init_from=str(tmp_path / "adapter"))).build_model()
     weights = {n: p for n, p in started.named_parameters() if "lora_B" in n}
     assert weights and all(torch.all(p == 0.01) and p.requires_grad for p in weights.values())
     with pytest.raises(ConfigError, match="r 4 vs 8"):
-        AnswerTask(CausalLMSettings(name=tiny_dir),
+        AnswerTask(CausalLMSettings(name=tiny_llama_folder),
                    FinetuneSettings(lora=LoraSettings(rank=8), init_from=str(tmp_path / "adapter"))).build_model()
     with pytest.raises(ValueError, match="init_from"):
         FinetuneSettings(method="full", init_from=str(tmp_path / "adapter"))
@@ -109,13 +99,13 @@ def test_smollm2_lora_ddp_smoke_finetune_lowers_the_answer_loss(ray_local, tmp_p
 
 
 @pytest.mark.heavy  # 2 min on 2 cores; ZeRO-2 itself is in the default run (tests/train/test_fit.py)
-def test_tiny_llama_full_finetune_on_zero2(ray_local, tiny_dir, tmp_path):
+def test_tiny_llama_full_finetune_on_zero2(ray_local, tiny_llama_folder, tmp_path):
     from recplat.models.causal_lm import load_causal_lm
     from recplat.recipes.answer_task import finetune
     from recplat.train.config import TrainConfig
 
     prompts, answers = ranking_examples(32, seed=3)
-    task = AnswerTask(CausalLMSettings(name=tiny_dir), FinetuneSettings(method="full"), prompts[:6], answers[:6])
+    task = AnswerTask(CausalLMSettings(name=tiny_llama_folder), FinetuneSettings(method="full"), prompts[:6], answers[:6])
     before = task.validate(task.build_model().eval())["val_loss"]
     cfg = TrainConfig(strategy="deepspeed", num_workers=2, micro_batch_size=4, max_steps=6, lr=3e-3,
                       eval_every=6, metric="val_loss", storage_path=str(tmp_path / "runs"), name="zero2")

@@ -131,37 +131,19 @@ def test_cpt_adapter_picks_the_saved_count_or_says_which_exist():
 
 
 # --- a real 2-worker run ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def cprec_dataset(ray_local, tmp_path_factory):
-    """Two synthetic domains with the CPRec corpus preprocessing (domain-specific + mixed sequences,
-    19 same-domain negatives, the cprec rendering)."""
-    from recplat.config import load_preset, set_dotted
-    from recplat.data.config import PrepareConfig
-    from recplat.runs import prepared_dataset
-
-    data = set_dotted(load_preset("cprec_cpt"), {
-        "name": "cprec_test", "num_partitions": 2,
-        "sources": [{"kind": "synthetic", "domains": ["Games", "Music"], "users": 40, "items_per_domain": 60,
-                     "topics": 4, "mean_interactions": 8, "seed": 0}],
-    })  # fmt: skip
-    return prepared_dataset(validate(PrepareConfig, data), tmp_path_factory.mktemp("cprec") / "data")
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_two_workers_switch_data_and_schedule_on_the_same_update(cprec_dataset, tmp_path):
+def test_two_workers_switch_data_and_schedule_on_the_same_update(cprec_dataset, tiny_llama_folder, tmp_path):
     from safetensors.torch import load_file
 
-    from tests.models.causal_lms import tiny_llama_dir
     from tests.train.test_schedules import wsa_equation
 
-    model_dir = tiny_llama_dir(tmp_path / "tiny")
     trace = tmp_path / "trace"
     trace.mkdir()
     low, high = 1e-4, 1e-2
     cfg = validate(cprec.Config, {
         "data": {"dataset": str(cprec_dataset)}, "out": str(tmp_path / "cpt"),
-        "model": {"name": model_dir, "max_length": 512},
+        "model": {"name": tiny_llama_folder, "max_length": 512},
         "lora": {"rank": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
         "train": {"num_workers": 2, "micro_batch_size": 1, "grad_accum": 2, "lr": high, "schedule": "wsa", "min_lr": low,
                   "log_every": 1},

@@ -78,24 +78,14 @@ def test_padded_items_layout():
     assert out.tolist() == [[3, 1], [4, 0], [0, 0]] and out.dtype == torch.int64
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tests.models.causal_lms import smollm2_tokenizer, tiny_llama
-
-    path = tmp_path_factory.mktemp("tiny_llama")
-    tiny_llama().save_pretrained(path)
-    smollm2_tokenizer().save_pretrained(path)
-    return path
-
-
 def _valid_rows() -> pa.Table:
     return pa.table({"prompt": ["Bought Myst [HistoryEmb]. Pick: Doom [CansEmb], Halo [CansEmb]. The answer is"] * 3,
                      "target_title": ["Doom", "Halo", "Doom"], "candidate_titles": [["Doom", "Halo"]] * 3,
                      "history_items": [[1]] * 3, "candidate_items": [[2, 3]] * 3})
 
 
-def test_task_draws_the_curriculum_per_micro_batch_and_validates_by_generation(tiny_dir):
-    cfg = _cfg(model={"name": str(tiny_dir), "max_length": 128}, lora={"rank": 2, "target_modules": ["q_proj"]},
+def test_task_draws_the_curriculum_per_micro_batch_and_validates_by_generation(tiny_llama_folder):
+    cfg = _cfg(model={"name": str(tiny_llama_folder), "max_length": 128}, lora={"rank": 2, "target_modules": ["q_proj"]},
                llara={"sasrec_dim": 4}, train={"grad_accum": 2, "seed": 5, "metric": None, "patience": None},
                eval={"max_new_tokens": 4, "batch_size": 2})
     items = np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32)
@@ -126,10 +116,10 @@ def test_task_draws_the_curriculum_per_micro_batch_and_validates_by_generation(t
     assert all(1 <= n <= 4 for n in lengths)
 
 
-def test_exported_adapter_starts_another_runs_lora_exactly(tiny_dir, tmp_path):
+def test_exported_adapter_starts_another_runs_lora_exactly(tiny_llama_folder, tmp_path):
     from recplat.train.checkpoint import save_weights
 
-    keys = dict(model={"name": str(tiny_dir), "max_length": 128}, llara={"sasrec_dim": 4},
+    keys = dict(model={"name": str(tiny_llama_folder), "max_length": 128}, llara={"sasrec_dim": 4},
                 lora={"rank": 2, "alpha": 4, "target_modules": ["q_proj", "v_proj"]})
     items = np.zeros((4, 4), dtype=np.float32)
     torch.manual_seed(0)
@@ -150,31 +140,15 @@ def test_exported_adapter_starts_another_runs_lora_exactly(tiny_dir, tmp_path):
     assert all(torch.equal(ours[n], theirs[n]) for n in ours)
 
 
-@pytest.fixture(scope="module")
-def llara_dataset(ray_local, tmp_path_factory):
-    """One synthetic domain, CPRec's downstream preprocessing (3-core, history 3..10, 19 negatives,
-    the llara rendering, per-domain sequences)."""
-    from recplat.config import load_preset, set_dotted
-    from recplat.data.config import PrepareConfig
-    from recplat.runs import prepared_dataset
-
-    data = set_dotted(load_preset("cprec_cpt"), {
-        "name": "llara_test", "num_partitions": 2, "sequences.scope": "per_domain", "render.families": ["llara"],
-        "sources": [{"kind": "synthetic", "domains": ["Games"], "users": 40, "items_per_domain": 60, "topics": 4,
-                     "mean_interactions": 8, "seed": 0}],
-    })  # fmt: skip
-    return prepared_dataset(validate(PrepareConfig, data), tmp_path_factory.mktemp("llara") / "data")
-
-
 # heavy: 364 s under load ~50 on 2 cores (five Ray Train / Ray Data launches); not in the default run
 @pytest.mark.heavy
 @pytest.mark.timeout(1500)
-def test_sft_then_evaluate_with_buckets_and_topk(llara_dataset, tiny_dir, tmp_path):
+def test_sft_then_evaluate_with_buckets_and_topk(llara_dataset, tiny_llama_folder, tmp_path):
     from recplat.eval.results import load_results
     from recplat.runs import RunSummary
 
     base = {"data": {"dataset": str(llara_dataset), "domains": ["Games"]},
-            "model": {"name": str(tiny_dir), "max_length": 384}, "lora": {"rank": 2, "target_modules": ["q_proj", "v_proj"]},
+            "model": {"name": str(tiny_llama_folder), "max_length": 384}, "lora": {"rank": 2, "target_modules": ["q_proj", "v_proj"]},
             "llara": {"sasrec_dim": 8},
             "sasrec": {"train": {"num_workers": 1, "micro_batch_size": 16, "max_steps": 4, "eval_every": 4,
                                  "metric": "recall@10", "mode": "max"}},

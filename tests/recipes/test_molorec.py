@@ -44,23 +44,6 @@ def test_stage_two_rows_are_valid_prompts_plus_random_train_prompts_and_few_shot
     assert not any(p.startswith("v") for p in molorec.target_training_rows(no_valid, train, valid).column("prompt").to_pylist())
 
 
-@pytest.fixture(scope="module")
-def molorec_dataset(ray_local, tmp_path_factory):
-    """Two synthetic domains with the MoLoRec preprocessing (leave-one-out, 29 uniform negatives,
-    the molorec instruction rendering). 80 items per domain, so every user's target domain still
-    has 29 items outside the history to draw (with 40 some examples stored only 28)."""
-    from recplat.config import load_preset, set_dotted
-    from recplat.data.config import PrepareConfig
-    from recplat.runs import prepared_dataset
-
-    data = set_dotted(load_preset("molorec_beauty"), {
-        "name": "molorec_test", "num_partitions": 2,
-        "sources": [{"kind": "synthetic", "domains": ["Beauty", "Toys"], "users": 40, "items_per_domain": 80,
-                     "topics": 4, "mean_interactions": 8, "seed": 0}],
-    })  # fmt: skip
-    return prepared_dataset(validate(PrepareConfig, data), tmp_path_factory.mktemp("molorec") / "data")
-
-
 def test_load_split_joins_titles_in_key_order(molorec_dataset):
     from recplat.data.dataset import PreparedDataset
 
