@@ -1,6 +1,6 @@
 """`recplat demo` (the README's first command): its report from given run summaries (default run),
 and end to end on its real default, MovieLens-100K from the installed recbole package (`heavy`:
-5 min with 8 steps, 10 at the default steps; its recipes run in the default run through
+5 min with 8 steps, 7.5 at the default 90; its recipes run in the default run through
 tests/recipes/test_every_recipe.py)."""
 
 from __future__ import annotations
@@ -81,10 +81,10 @@ def test_demo_trains_both_models_and_writes_the_report(ray_local, tmp_path, caps
 
 
 @pytest.mark.heavy
-@pytest.mark.timeout(3600)  # 30 min were not enough beside a CI run (load ~12); 11.7 min quiet (2026-11-30)
+@pytest.mark.timeout(3600)  # 30 min were not enough beside a CI run (load ~12); 7.4 min quiet (2026-11-30)
 def test_demo_at_its_default_steps_learns(ray_local, tmp_path):
     """The demo's claim (README): at its default steps LLM-Rec's last validation recall@10 beats
-    the untrained encoder it started from and a random ranking. 11.7 min on a quiet 2-core machine."""
+    the untrained encoder it started from and a random ranking. 7.4 min on a quiet 2-core machine."""
     from recplat.demo import run_demo
 
     out = tmp_path / "demo"
