@@ -79,7 +79,7 @@ def test_a_ray_start_up_timeout_is_one_line_exit_2(monkeypatch, capsys, tmp_path
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the session's Ray may be up: act as a fresh process
     monkeypatch.setattr(ray, "init", timed_out)
-    code = main(["prepare", "--out", str(tmp_path / "ds")])
+    code = main(["prepare", "--num-cpus", "2", "--out", str(tmp_path / "ds")])  # a small input: only asked-for Ray
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("recplat: error: could not start or connect to a local Ray instance: The current node "
