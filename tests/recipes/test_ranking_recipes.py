@@ -61,23 +61,29 @@ def _tasks(examples: int) -> "_CountingTask":
     generator = torch.Generator().manual_seed(examples)
     U, V = torch.randn(12, 4, generator=generator), torch.randn(21, 4, generator=generator)
     rng = np.random.default_rng(examples)
+    if examples == 0:  # one example needing 2 items: fewer than the ranks
+        return _CountingTask(U, V, RankingArrays(history=np.array([[1, 2, 3]]), target=np.array([4]),
+                                                 candidates=np.array([[5, 0, 0]])))
     return _CountingTask(U, V, RankingArrays(history=rng.integers(1, 12, size=(examples, 3)),
                                              target=rng.integers(1, 21, size=examples),
                                              candidates=rng.integers(0, 21, size=(examples, 6))))
 
 
-def test_validation_across_two_ranks_equals_one_process(tmp_path):
-    """Each rank encodes half the items and ranks half the users; both return the metrics of all
-    examples, as one process computes them (also with 1 example: a rank then ranks none)."""
+def test_validation_across_three_ranks_equals_one_process(tmp_path):
+    """Each rank encodes a third of the items and ranks a third of the users; every rank returns
+    the metrics of all examples, as one process computes them: also with 1 example (two ranks then
+    rank none), and with fewer needed items than ranks (then every rank encodes them all, and no
+    rank waits in an all-reduce the others skip)."""
     import torch.multiprocessing as mp
 
-    sizes = [9, 1]
+    sizes, world = [9, 1, 0], 3
     singles = [_tasks(n) for n in sizes]
     expected = [task.validate(torch.nn.Linear(1, 1)) for task in singles]
     context = mp.get_context("spawn")
     results = context.Queue()
-    workers = [context.Process(target=_validate_on_rank, args=(r, 2, str(tmp_path / "init"),
-                                                               [_tasks(n) for n in sizes], results)) for r in range(2)]
+    workers = [context.Process(target=_validate_on_rank, args=(r, world, str(tmp_path / "init"),
+                                                               [_tasks(n) for n in sizes], results))
+               for r in range(world)]
     for worker in workers:
         worker.start()
     got = dict(results.get(timeout=120) for _ in workers)
@@ -85,10 +91,13 @@ def test_validation_across_two_ranks_equals_one_process(tmp_path):
         worker.join(timeout=60)
         assert worker.exitcode == 0
     for i, single in enumerate(singles):
-        for rank in (0, 1):
+        for rank in range(world):
             assert got[rank][i][0] == pytest.approx(expected[i], rel=1e-12), (sizes[i], rank)
-        shares = [set(got[rank][i][1]) for rank in (0, 1)]
-        assert not shares[0] & shares[1] and shares[0] | shares[1] == set(single.encoded), sizes[i]  # once each
+        shares = [set(got[rank][i][1]) for rank in range(world)]
+        if sizes[i] == 0:  # 2 items, 3 ranks: not shared out
+            assert all(share == set(single.encoded) == {4, 5} for share in shares)
+        else:  # each item encoded once, by one rank
+            assert sum(len(share) for share in shares) == len(set().union(*shares)) == len(set(single.encoded))
 
 
 @pytest.mark.slow

@@ -158,14 +158,16 @@ class RankingTask(Task):
         `items`: the examples' needed items (default) or a larger set this call must encode the
         same way on every training rank (`validate` shares the encoding out across ranks)."""
         from recplat.eval.ranking import build_item_cache, needed_items, rank_with_item_cache
-        from recplat.train.sharded_validation import sum_tensor_across_ranks, validation_shard
+        from recplat.train.sharded_validation import sum_tensor_across_ranks, validation_shard, world_size
 
         device = next(model.parameters()).device
         items = needed_items(arrays.target, arrays.candidates) if items is None else items
-        mine = validation_shard(len(items))
-        shared = 0 < len(mine) < len(items)  # more than one rank, and an item for each
+        # decided alike on every rank (each joins the all-reduce or none does): more than one rank,
+        # and an item for each
+        shared = 1 < world_size() <= len(items)
         cache = build_item_cache(lambda ids: self.encode_items(model, ids.to(device)),
-                                 items[mine] if shared else items, self.num_items, batch_size=self.eval_batch_size * 4)
+                                 items[validation_shard(len(items))] if shared else items, self.num_items,
+                                 batch_size=self.eval_batch_size * 4)
         if shared:  # each rank filled its own rows, the others are zero: the sum is the whole cache
             cache = sum_tensor_across_ranks(cache)
         # torch.tensor copies: arrays that came through Ray's object store are read-only, and

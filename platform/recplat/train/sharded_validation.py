@@ -30,6 +30,11 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
+def world_size() -> int:
+    """Ranks in the process group (1 outside one)."""
+    return _world()[1]
+
+
 def validation_shard(num_rows: int) -> np.ndarray:
     """The row indices this rank validates: every world_size-th row from its rank (balanced to one row)."""
     rank, world = _world()
