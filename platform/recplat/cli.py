@@ -57,8 +57,6 @@ def _add_prepare(sub) -> None:
 
 
 def _run_prepare(args) -> int:
-    import os
-
     from recplat.config import DEFAULT_PRESET, load_config, preset_file
     from recplat.data.config import PrepareConfig
     from recplat.data.pipeline import prepare
@@ -71,9 +69,9 @@ def _run_prepare(args) -> int:
     from recplat.preflight import check_output_dir
 
     check_output_dir(args.out, overwrite=args.overwrite)  # before Ray starts: one line, exit 2
-    if args.address or args.num_cpus or os.environ.get("RAY_ADDRESS"):  # Ray was asked for
+    if args.address or args.num_cpus:  # Ray was asked for here
         init_ray(args.address, num_cpus=args.num_cpus)
-    # else prepare() starts a local Ray only if the input is large enough to repay it
+    # else prepare() joins RAY_ADDRESS, or starts a local Ray only if the input is large enough to repay it
     prepare(cfg, args.out, overwrite=args.overwrite, show_progress=True)
     return 0
 

@@ -32,7 +32,7 @@ def _prepare(out: Path, synthetic: bool, fresh: bool) -> Path:
     return prepared_dataset(cfg, out / "data", fresh=fresh, label="demo")
 
 
-# 90 LLM-Rec steps (SASRec 4x), validated 3 times: ~8.5 min on a quiet 2-core machine (README)
+# 90 LLM-Rec steps (SASRec 4x), validated 3 times: 7.4 min on a quiet 2-core machine (README)
 DEFAULT_STEPS = 90
 SHUFFLE_ROWS = 60_000  # >= one worker's share of ML-100K's ~96k training rows: a shuffle of all of it
 
