@@ -35,42 +35,62 @@ def ray_local():
 
 
 
-# --- a stuck test is visible: `pytest -q` names each Ray or slow test as it starts, and any test
-# that took 20 s or more when it ends (-v names every test already) -------------------------------
-RAY_FIXTURES = {"ray_local", "ray_head"}
-SLOW_SECONDS = 20.0
+# --- a stuck test is visible: `pytest -q` names any test still running after 20 s (and again every
+# 2 min), and any test that took 20 s or more when it ends. Under pytest-xdist (`make test` runs two
+# workers) the controller sees every worker's test start and end, so the lines come from it. -------
+SLOW_SECONDS, AGAIN_SECONDS = 20.0, 120.0
 _session: dict = {"started": {}}
 
 
 def pytest_configure(config):
+    import threading
+
     _session["config"] = config
+    if hasattr(config, "workerinput") or config.getoption("verbose") > 0:
+        return  # an xdist worker's lines are not shown; -v names every test already
+    _session["lock"] = threading.Lock()
+    threading.Thread(target=_watch, name="slow-test-watch", daemon=True).start()
 
 
 def _say(line: str) -> None:
     config = _session.get("config")
     reporter = config.pluginmanager.get_plugin("terminalreporter") if config else None
-    if reporter is not None and config.getoption("verbose") <= 0:
+    if reporter is not None and config.getoption("verbose") <= 0 and not hasattr(config, "workerinput"):
         reporter.ensure_newline()
         reporter.write_line(line)
 
 
-def pytest_collection_modifyitems(config, items):  # noqa: ARG001
-    _session["announced"] = {item.nodeid for item in items if item.get_closest_marker("slow") is not None
-                             or RAY_FIXTURES & set(item.fixturenames)}
+def _watch() -> None:
+    """Every 2 s: name the tests running for 20 s, 140 s, 260 s, ... (once each)."""
+    import time
+
+    said: dict[str, float] = {}
+    while True:
+        time.sleep(2.0)
+        now = time.monotonic()
+        with _session["lock"]:
+            running = list(_session["started"].items())
+        for nodeid, started in running:
+            seconds = now - started
+            if seconds >= said.get(nodeid, SLOW_SECONDS):
+                said[nodeid] = seconds + AGAIN_SECONDS
+                _say(f"[running {seconds:4.0f} s] {nodeid}")
 
 
 def pytest_runtest_logstart(nodeid, location):  # noqa: ARG001
     """Outside output capture (a setup hook's line would be captured with the test's output)."""
+    import contextlib
     import time
 
-    _session["started"][nodeid] = time.monotonic()
-    if nodeid in _session.get("announced", ()):
-        _say(f"[running] {nodeid}")
+    with _session.get("lock") or contextlib.nullcontext():
+        _session["started"][nodeid] = time.monotonic()
 
 
 def pytest_runtest_logfinish(nodeid, location):  # noqa: ARG001
+    import contextlib
     import time
 
-    seconds = time.monotonic() - _session["started"].pop(nodeid, time.monotonic())
+    with _session.get("lock") or contextlib.nullcontext():
+        seconds = time.monotonic() - _session["started"].pop(nodeid, time.monotonic())
     if seconds >= SLOW_SECONDS:
         _say(f"[{seconds:4.0f} s] {nodeid}")

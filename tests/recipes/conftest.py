@@ -22,11 +22,13 @@ def _synthetic(domains: list[str], users: int, items: int, interactions: int) ->
 
 @pytest.fixture(scope="session")
 def tiny_dataset(ray_local, tmp_path_factory):
-    """Two synthetic domains with the X-Cross preprocessing (per-domain sequences, user split, 29
+    """Two synthetic domains with the X-Cross preprocessing (per-domain sequences, user split,
     popularity-sampled negatives, the multiple-choice rendering): every ranking and X-Cross recipe
-    reads it (tests/recipes/test_every_recipe.py). 60 items: 29 negatives outside a 15-item history
-    always exist (equal-width questions)."""
-    return _prepare(tmp_path_factory, "xcross_tools", "every_recipe", _synthetic(["Books", "Movies"], 150, 60, 14))
+    reads it (tests/recipes/test_every_recipe.py). 9 negatives, not the preset's 29: X-Cross scores
+    every (history, choice) pair, so its runs here cost a third. 60 items: the negatives outside a
+    15-item history always exist (equal-width questions)."""
+    keys = {"candidates.count": 9, "candidates.train_negatives": 9, **_synthetic(["Books", "Movies"], 150, 60, 14)}
+    return _prepare(tmp_path_factory, "xcross_tools", "every_recipe", keys)
 
 
 @pytest.fixture(scope="session")

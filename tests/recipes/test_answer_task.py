@@ -67,7 +67,7 @@ def test_lora_run_starts_from_init_from_and_rejects_a_mismatch(tiny_llama_folder
         FinetuneSettings(method="full", init_from=str(tmp_path / "adapter"))
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # 1.5 min: SmolLM2 (135M) on 2 workers; two workers on the tiny Llama are in the default run (tests/recipes/test_cprec.py)
 def test_smollm2_lora_ddp_smoke_finetune_lowers_the_answer_loss(ray_local, tmp_path):
     """Two DDP workers, 8 LoRA steps on SmolLM2: validation (split over both workers and summed)
     falls, and equals the exported adapter's loss computed in one process."""

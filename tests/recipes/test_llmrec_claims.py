@@ -4,7 +4,8 @@
    on per-domain sequences, on the same mixed test examples of cross-domain histories (`heavy`:
    two 480-step fits, ~10 min each on the 2-core machine);
 2. the fault drill: a run that fails mid-way and resumes from its last checkpoint ends with the
-   uninterrupted run's validation history, best weights and test ranks, bit for bit.
+   uninterrupted run's validation history, best weights and test ranks, bit for bit (`heavy` too:
+   2.6 min; the spine's own drill, tests/train/test_fit.py, is in the default run).
 
 Each claim prepares one dataset with both kinds of sequences (`sequences.scope: both`); the drill's
 uninterrupted reference is its own short mixed fit (12 steps, as is the drill).
@@ -138,6 +139,7 @@ def test_mixed_training_beats_per_domain_training_on_cross_domain_histories(ray_
     assert test.p < 0.05
 
 
+@pytest.mark.heavy  # 2.6 min; the same resume mechanism is in the default run (tests/train/test_fit.py)
 @pytest.mark.timeout(1200)
 def test_fault_drill_resumes_to_the_uninterrupted_result(drill_dataset, runs_dir, mixed_run):
     drill = _run(drill_dataset, "mixed", runs_dir, "drill", fail_at_step=FAIL_AT, max_failures=1)
