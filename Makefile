@@ -28,11 +28,13 @@ demo: install
 	$(VENV)/bin/recplat demo
 
 # Two pytest workers (pytest-xdist), each test file on one worker (its module fixtures are made
-# once); TEST_WORKERS=0 runs in one process. The default run leaves out `heavy` and `catalog_smoke`.
+# once), files handed out in collection order (tests/conftest.py puts the longest first; xdist
+# would otherwise start the files with the most tests first); TEST_WORKERS=0 runs in one process.
+# The default run leaves out `heavy` and `catalog_smoke`.
 TEST_WORKERS ?= 2
 
 test: install
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not slow and not heavy and not catalog_smoke"
