@@ -37,8 +37,16 @@ def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
     return model
 
 
-def tiny_llama_dir(path) -> str:
-    """`tiny_llama()` and SmolLM2's tokenizer saved as an ordinary HF folder at `path` (a `model.name`)."""
-    tiny_llama().save_pretrained(path)
-    smollm2_tokenizer().save_pretrained(path)
+def tiny_llama_dir(path, answers_text: bool = False) -> str:
+    """`tiny_llama()` and SmolLM2's tokenizer saved as an ordinary HF folder at `path` (a `model.name`).
+
+    answers_text: the random model answers the recipes' prompts with newlines only, which hold no
+    title token for MoLoRec's Eq. 10 entropy; with this its generation config suppresses every
+    token that decodes to blank text, so test-time adaptation has tokens to adapt on."""
+    tokenizer, model = smollm2_tokenizer(), tiny_llama()
+    if answers_text:
+        model.generation_config.suppress_tokens = [i for i in range(len(tokenizer))
+                                                   if not tokenizer.decode([i], skip_special_tokens=True).strip()]
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
     return str(path)

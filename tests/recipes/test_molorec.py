@@ -63,16 +63,9 @@ def test_general_then_entropy_mixture_runs_and_reports_against_g_and_s(molorec_d
     from peft import PeftModel
 
     from recplat.runs import RunSummary
-    from tests.models.causal_lms import smollm2_tokenizer, tiny_llama
+    from tests.models.causal_lms import tiny_llama_dir
 
-    # A tiny random Llama answers these prompts with newlines only, which holds no title token for
-    # Eq. 10's entropy; its generation config suppresses every token that decodes to blank text.
-    tokenizer, model = smollm2_tokenizer(), tiny_llama()
-    model.generation_config.suppress_tokens = [i for i in range(len(tokenizer))
-                                               if not tokenizer.decode([i], skip_special_tokens=True).strip()]
-    model_dir = tmp_path / "tiny"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model_dir = tiny_llama_dir(tmp_path / "tiny", answers_text=True)  # Eq. 10 needs title tokens
     common = {"model": {"name": str(model_dir), "max_length": 512},
               "lora": {"rank": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
               "train": {"num_workers": 1, "micro_batch_size": 2, "max_steps": 2, "eval_every": 2, "lr": 1e-3,
