@@ -66,8 +66,8 @@ def test_statuses_planned_entries_are_listed_and_refuse_to_run(catalog):
     cprec_ready = [s for s in catalog.list(paper="cprec") if s.status == "ready"]
     assert len(planned) == len(catalog) - len(ready) - len(cprec_ready)
     catalog.get("cprec/cpt").require_ready()
-    with pytest.raises(JobNotReady, match="cprec/table3 is planned"):
-        catalog.get("cprec/table3").require_ready()
+    with pytest.raises(JobNotReady, match="cprec/table4_zero_shot is planned"):
+        catalog.get("cprec/table4_zero_shot").require_ready()
     catalog.get("llmrec/table4_bert").require_ready()
     catalog.get("xcross/table2").require_ready()
 
@@ -181,7 +181,7 @@ def test_paper_must_match_folder_and_requires_must_exist(tmp_path):
 def test_cli_jobs_list_and_show(capsys):
     assert main(["jobs", "list", "--paper", "cprec"]) == 0
     out = capsys.readouterr().out
-    assert "cprec/table3 " in out and "planned" in out and "llmrec/" not in out
+    assert "cprec/table4_zero_shot " in out and "planned" in out and "llmrec/" not in out
     assert main(["jobs", "show", "llmrec/table4_bert", "--profile", "smoke"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# LLM-Rec Table 4") and "recplat run llmrec/table4_bert --profile smoke" in out

@@ -82,7 +82,7 @@ def test_cli_submit_unreachable_and_planned(capsys):
     port = free_loopback_port()
     assert main(["submit", "llmrec/table4_bert", "--profile", "smoke", "--address", f"127.0.0.1:{port}"]) == 2
     assert "cannot reach the Ray job server" in capsys.readouterr().err
-    assert main(["submit", "cprec/table3", "--address", f"127.0.0.1:{port}"]) == 2
+    assert main(["submit", "cprec/table4_zero_shot", "--address", f"127.0.0.1:{port}"]) == 2
     assert "is planned" in capsys.readouterr().err
     assert main(["submit", "llmrec/table4_bert", "recipe.train.lr=1e-4", "--profile", "smokee", "--dry-run"]) == 2
     assert "did you mean smoke" in capsys.readouterr().err
