@@ -124,10 +124,16 @@ def test_smoke_profile_runs_and_reports(spec: JobSpec, smoke_runs, capsys):
     assert (on_disk["job"], on_disk["profile"], on_disk["complete"]) == (spec.name, PROFILE, True)
     assert on_disk["variants"] == variants
     assert sorted(on_disk["runs"]) == sorted(run_subdir(v) for v in variants or [None])
+    tests_something = False
     for sub, entry in on_disk["runs"].items():
         summary = entry["summary"]
-        metrics = entry["config"]["eval"]["metrics"]
-        assert set(summary["overall"]) == set(metrics), sub
+        if summary.get("test_examples") is None:  # a training stage without a test split (CPRec cpt, MoLoRec general)
+            assert summary["train"]["step"] > 0 and not summary.get("overall"), sub
+            continue
+        tests_something = True
+        metrics = list(summary["overall"])  # the recipe's metrics (configured under eval, or sft.eval for CPRec)
+        configured = (entry["config"].get("eval") or {}).get("metrics")
+        assert metrics and (configured is None or set(metrics) == set(configured)), (sub, metrics, configured)
         assert all(_finite_fraction(summary["overall"][m]) for m in metrics), (sub, summary["overall"])
         assert summary["test_examples"] > 0, sub
         table = json.loads((out / sub / "test" / "metrics.json").read_text())
@@ -144,6 +150,8 @@ def test_smoke_profile_runs_and_reports(spec: JobSpec, smoke_runs, capsys):
     assert readme.startswith(f"# {spec.name}: {spec.ref}")
     pngs = sorted(p.name for p in report.glob("*.png"))
     expected = ["bars.png", "sweep.png"] if len(variants) > 1 else ["bars.png"]
+    if not tests_something:  # nothing tested, nothing to plot: the report lists the runs
+        expected = []
     if spec.name == "xcross/table3_data_limited":  # and Fig. 3: Hit@1 by training-set size, per target domain
         expected.append("data_limited_Books.png")
     assert pngs == sorted(expected)
