@@ -28,6 +28,7 @@ from recplat.submit import (
     submit_entrypoint,
     upload_listing,
 )
+from tests.test_run import check_smoke_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -241,17 +242,12 @@ SMOKE_JOB = ("llmrec/table4_sasrec", "smoke")
 STEPS = ["recipe.train.max_steps=4", "recipe.train.eval_every=2"]
 
 
-def _check_run_record(out: Path) -> None:
-    record = json.loads((out / "run.json").read_text())  # written last, atomically
-    assert record["complete"] and record["runs"]["run"]["summary"]["train"]["step"] == 4
-    assert (out / "run" / "test" / "metrics.json").is_file() and (out / "data" / "manifest.json").is_file()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_submit_to_a_local_cluster_end_to_end(ray_head, tmp_path):
+def test_submit_to_a_local_cluster_end_to_end(ray_head, tmp_path, capsys):
     """The helpers behind `recplat submit`: the uploaded checkout runs the job, and the results
-    land under the storage root, not in the job's working directory (Ray's package cache)."""
+    land under the storage root, not in the job's working directory (Ray's package cache). The
+    job is `recplat run` on the head, so its results are checked as test_run checks a CLI run's."""
     address = ray_head["address"]
     entrypoint, _ = job_entrypoint(*SMOKE_JOB, None, STEPS, str(tmp_path / "root"))
     job_id = submit_entrypoint(
@@ -260,12 +256,12 @@ def test_submit_to_a_local_cluster_end_to_end(ray_head, tmp_path):
     )  # fmt: skip
     status = follow_job(address, job_id, out=open(os.devnull, "w"), timeout=300)
     assert status == "SUCCEEDED", connect(address).get_job_logs(job_id)[-3000:]
-    _check_run_record(tmp_path / "root" / "llmrec-table4_sasrec-smoke")
+    check_smoke_run(tmp_path / "root" / "llmrec-table4_sasrec-smoke", STEPS, capsys)
 
 
 @pytest.mark.heavy  # a second 100 s job; the path it adds is the shipped cluster/runtime_env.yaml
 @pytest.mark.timeout(600)
-def test_plain_ray_job_submit_with_the_shipped_runtime_env(ray_head, tmp_path):
+def test_plain_ray_job_submit_with_the_shipped_runtime_env(ray_head, tmp_path, capsys):
     """The plain Ray CLI with cluster/runtime_env.yaml, from the repository root."""
     address, out = ray_head["address"], tmp_path / "out_cli"
     cli_id = f"recplat-e2e-cli-{secrets.token_hex(3)}"
@@ -277,7 +273,7 @@ def test_plain_ray_job_submit_with_the_shipped_runtime_env(ray_head, tmp_path):
     )  # fmt: skip
     assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
     assert str(connect(address).get_job_status(cli_id).value) == "SUCCEEDED"
-    _check_run_record(out)
+    check_smoke_run(out, STEPS, capsys)
 
 
 @pytest.mark.slow

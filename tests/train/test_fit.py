@@ -16,7 +16,7 @@ from recplat.errors import RecplatError
 from recplat.train import TrainConfig, fit
 from tests.train.tasks import RatingTask, ScriptedMetricTask, make_ratings, write_parquet_parts
 
-# Five fits and one restart: ~3 min on an idle 2-core machine, 6-8 min under load.
+# Five fits (three on 2 workers, two on 1) and one restart: ~3 min on an idle 2-core machine, 6-8 min under load.
 pytestmark = pytest.mark.slow
 
 # 384 rows / 2 workers = 192 per rank = 12 micro-batches of 16 = 6 steps (grad_accum 2) per epoch.
@@ -95,7 +95,8 @@ def test_deepspeed_zero2_two_workers_lowers_the_loss_and_resumes(ddp_reference, 
 @pytest.mark.timeout(300)
 def test_early_stopping_keeps_the_best_checkpoint(train_data, tmp_path):
     # Scripted validation: 5, 3, 4, 4 -> two validations without improvement at step 8 -> stop.
-    cfg = TrainConfig(**{**BASE, "eval_every": 2, "num_to_keep": 1}, max_steps=20, patience=2,
+    # one worker: early stopping is rank 0's decision; the 2-worker runs above cover the collectives
+    cfg = TrainConfig(**{**BASE, "num_workers": 1, "eval_every": 2, "num_to_keep": 1}, max_steps=20, patience=2,
                       storage_path=str(tmp_path), name="early")
     result = fit(ScriptedMetricTask([5.0, 3.0, 4.0, 4.0, 1.0]), cfg, train_data)
     assert result.summary["stopped_early"] is True
@@ -109,6 +110,6 @@ def test_early_stopping_keeps_the_best_checkpoint(train_data, tmp_path):
 
 @pytest.mark.timeout(300)
 def test_a_failing_run_raises_a_readable_error(train_data, tmp_path):
-    cfg = TrainConfig(**{**BASE, "metric": "ndcg@10"}, storage_path=str(tmp_path), name="bad")
+    cfg = TrainConfig(**{**BASE, "num_workers": 1, "metric": "ndcg@10"}, storage_path=str(tmp_path), name="bad")
     with pytest.raises(RecplatError, match=r"rank 0: RecplatError: metric 'ndcg@10' is not among"):
         fit(RatingTask(), cfg, train_data)
