@@ -35,6 +35,26 @@ def ray_local():
     ray.shutdown()
 
 
+PLANNED_JOB = "cprec/table4_zero_shot"
+
+
+@pytest.fixture
+def planned_catalog(tmp_path, monkeypatch) -> Path:
+    """A copy of jobs/ in which PLANNED_JOB is `status: planned`, made the catalog every `recplat`
+    command reads ($RECPLAT_JOBS_DIR): the planned-entry checks do not depend on which shipped
+    entries are still planned."""
+    import shutil
+
+    jobs = tmp_path / "jobs"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "jobs", jobs)
+    entry = jobs / f"{PLANNED_JOB}.yaml"
+    text = entry.read_text()
+    assert "status: ready" in text or "status: planned" in text, entry
+    entry.write_text(text.replace("status: ready", "status: planned"))
+    monkeypatch.setenv("RECPLAT_JOBS_DIR", str(jobs))
+    return jobs
+
+
 
 # --- a stuck test is visible: `pytest -q` names any test still running after 20 s (and again every
 # 2 min), and any test that took 20 s or more when it ends. Under pytest-xdist (`make test` runs two

@@ -66,7 +66,7 @@ def test_bad_recipe_keys_name_the_file_and_the_key(catalog, override, message):
         validate_job(catalog.get("llmrec/table4_bert"), "smoke", overrides=[override], catalog=catalog)
 
 
-def test_cli_run_refuses_planned_jobs_and_missing_inputs(tmp_path, capsys):
+def test_cli_run_refuses_planned_jobs_and_missing_inputs(planned_catalog, tmp_path, capsys):
     assert main(["run", "cprec/table4_zero_shot", "--profile", "smoke"]) == 2
     assert "is planned" in capsys.readouterr().err
     assert main(["run", "xcross/table2", "--profile", "smoke", "--out", str(tmp_path / "xc")]) == 2

@@ -79,7 +79,7 @@ def test_unreachable_address_fails_fast_and_clearly():
     assert time.monotonic() - start < 15  # not the OS connect timeout (minutes); slack for a loaded machine
 
 
-def test_cli_submit_unreachable_and_planned(capsys):
+def test_cli_submit_unreachable_and_planned(planned_catalog, capsys):
     port = free_loopback_port()
     assert main(["submit", "llmrec/table4_bert", "--profile", "smoke", "--address", f"127.0.0.1:{port}"]) == 2
     assert "cannot reach the Ray job server" in capsys.readouterr().err

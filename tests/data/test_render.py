@@ -67,6 +67,22 @@ def test_llara_markers_follow_each_title(templates):
     assert out["prompt"].count("[CansEmb]") == 3
     assert out["answer"] == "Green Board Game"
     assert out["history_items"] == [1, 2]
+    assert out["more_prompts"] == []  # one template unless llara.more_prompts lists others
+
+
+def test_llara_renders_every_template_of_more_prompts(tmp_path):
+    """LLaRA's three templates: `prompt` is the first (evaluation's), `more_prompts` the others, each
+    filled with the same history, the same shuffled candidates and the markers."""
+    override = tmp_path / "llara.yaml"
+    override.write_text('llara:\n  more_prompts: ["Played {history}; pick one {domain} of {candidates}:", '
+                        '"{candidates} <- which? after {history}"]\n  domain: game\n')
+    out = render.render_family(examples([ex()]), TITLES, "llara", render.load_templates(override), RenderConfig(),
+                               seed=5).to_pylist()[0]  # fmt: skip
+    history = "Red Fox Book [HistoryEmb], Blue Jazz Record [HistoryEmb]"
+    candidates = ", ".join(f"{TITLES[i]} [CansEmb]" for i in out["candidate_items"])
+    assert out["more_prompts"] == [f"Played {history}; pick one game of {candidates}:",
+                                   f"{candidates} <- which? after {history}"]
+    assert out["prompt"].startswith(f"This user has bought {history} in the previous. Please predict the next game")
 
 
 def test_braces_in_titles_are_not_placeholders(templates):
@@ -88,6 +104,13 @@ def test_template_override_and_errors(tmp_path, templates):
     bad_ph.write_text('cprec:\n  prompt: "{histroy}"\n')
     with pytest.raises(ConfigError, match=r"unknown placeholder\(s\) \['histroy'\]"):
         render.load_templates(bad_ph)
+    bad_list = tmp_path / "l.yaml"
+    bad_list.write_text('llara:\n  more_prompts: "{history}"\n')
+    with pytest.raises(ConfigError, match=r"llara.more_prompts: must be a list of strings"):
+        render.load_templates(bad_list)
+    bad_list.write_text('llara:\n  more_prompts: ["{history}", "{candidate}"]\n')
+    with pytest.raises(ConfigError, match=r"llara.more_prompts: unknown placeholder\(s\) \['candidate'\]"):
+        render.load_templates(bad_list)
     with pytest.raises(ConfigError, match="unknown template family"):
         bad = tmp_path / "f.yaml"
         bad.write_text("gpt:\n  prompt: x\n")

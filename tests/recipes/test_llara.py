@@ -116,6 +116,35 @@ def test_task_draws_the_curriculum_per_micro_batch_and_validates_by_generation(t
     assert all(1 <= n <= 4 for n in lengths)
 
 
+def test_each_micro_batch_is_written_in_the_template_drawn_for_it(tiny_llama_folder):
+    """LLaRA's three templates: micro-batch k of the run is tokenized from prompt (template 0) or
+    more_prompts[t - 1], t = template_for(seed, step, micro, 3); rows without more_prompts (one
+    template, or data prepared before the column existed) always use prompt."""
+    from recplat.models.hybrid_prompt import template_for
+
+    cfg = _cfg(model={"name": str(tiny_llama_folder), "max_length": 128}, lora={"rank": 2, "target_modules": ["q_proj"]},
+               llara={"sasrec_dim": 4}, train={"grad_accum": 2, "seed": 3, "metric": None, "patience": None})
+    task = llara.LlaraTask(cfg, None, np.zeros((4, 4), dtype=np.float32), None, total_steps=6)
+    task.build_model()
+    items = {"answer": np.array(["Doom", "Halo"], dtype=object),
+             "history_items": np.array([np.array([1]), np.array([1])], dtype=object),
+             "candidate_items": np.array([np.array([2, 3]), np.array([2, 3])], dtype=object)}
+    written = {t: [f"{word} Myst [HistoryEmb]: Doom [CansEmb], Halo [CansEmb]?" for _ in range(2)]
+               for t, word in enumerate(["Bought", "Played", "Owned"])}
+    rows = {"prompt": np.array(written[0], dtype=object),
+            "more_prompts": np.array([np.array([written[1][i], written[2][i]]) for i in range(2)], dtype=object), **items}
+    drawn = [template_for(3, step, micro, 3) for step in range(6) for micro in range(2)]
+    assert drawn == [2, 2, 0, 2, 1, 2, 2, 1, 0, 1, 1, 1]  # all three templates over 12 micro-batches
+    for k, t in enumerate(drawn):
+        task.micro_batches_done = k  # what training_step has counted (a resumed run starts from its step)
+        batch = task.collate(rows)
+        assert torch.equal(batch["input_ids"], task.tokenize(written[t], ["Doom", "Halo"])["input_ids"]), k
+    one = task.collate({**rows, "more_prompts": np.array([np.array([], dtype=object)] * 2, dtype=object)})
+    older = task.collate({key: value for key, value in rows.items() if key != "more_prompts"})
+    assert torch.equal(one["input_ids"], task.tokenize(written[0], ["Doom", "Halo"])["input_ids"])
+    assert torch.equal(older["input_ids"], one["input_ids"])
+
+
 def test_exported_adapter_starts_another_runs_lora_exactly(tiny_llama_folder, tmp_path):
     from recplat.train.checkpoint import save_weights
 

@@ -9,7 +9,7 @@ fills them. Key columns of every output: user, scope, split, position (rows stay
 | xcross  | history_text, choices (list<string>), label (int32), choice_items         | §2.2  |
 | molorec | system, prompt, answer, candidate_items                                   | §3.2  |
 | cprec   | prompt, answer, candidate_items                                           | §4.3  |
-| llara   | prompt, answer, history_items, candidate_items                            | §4.1  |
+| llara   | prompt, more_prompts (list<string>), answer, history_items, candidate_items | §4.1 |
 
 Shuffle (xcross, molorec, cprec, llara; docs/data-plane.md "render"). For one example let
 `c = [target] + candidates` (the stored candidates in stored order) and `k = len(c)`. Then
@@ -18,6 +18,8 @@ and the shuffled list is `[c[order[j]] for j in range(k)]`; the target ends at t
 `order[j] == 0` (X-Cross `label`). MoLoRec's answer is the target title followed by the first
 `answer_negatives` (4) non-target entries of the shuffled list, joined by "||".
 `render.title_words` applies to X-Cross only (history titles and choices cut to that many words).
+LLaRA's `more_prompts`: the example under each of the templates in `llara.more_prompts`, in order
+(LLaRA draws one template per training batch; `prompt` is the first, the one evaluation uses).
 """
 
 from __future__ import annotations
@@ -47,16 +49,18 @@ TEXT_FIELDS = {
     "molorec": [("system", pa.string()), ("prompt", pa.string()), ("answer", pa.string()),
                 ("candidate_items", _IDS)],
     "cprec": [("prompt", pa.string()), ("answer", pa.string()), ("candidate_items", _IDS)],
-    "llara": [("prompt", pa.string()), ("answer", pa.string()), ("history_items", _IDS),
-              ("candidate_items", _IDS)],
+    "llara": [("prompt", pa.string()), ("more_prompts", pa.list_(pa.string())), ("answer", pa.string()),
+              ("history_items", _IDS), ("candidate_items", _IDS)],
 }
 # placeholders each template key may use; keys not listed here are plain strings (or ints)
 _PLACEHOLDERS = {
     ("molorec", "user"): {"history", "candidates"},
     ("cprec", "prompt"): {"history", "candidates", "domain"},
     ("llara", "prompt"): {"history", "candidates", "domain"},
+    ("llara", "more_prompts"): {"history", "candidates", "domain"},
 }
 _INT_KEYS = {("molorec", "answer_negatives")}
+_LIST_KEYS = {("llara", "more_prompts")}  # lists of strings, each a template
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -96,11 +100,15 @@ def _check(data: dict, path: str | Path, known: dict) -> None:
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ConfigError(f"{where}: must be a non-negative integer, got {value!r}")
                 continue
-            if not isinstance(value, str):
+            if (family, key) in _LIST_KEYS:
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ConfigError(f"{where}: must be a list of strings, got {value!r}")
+            elif not isinstance(value, str):
                 raise ConfigError(f"{where}: must be a string, got {value!r}")
-            unknown = set(_PLACEHOLDER.findall(value)) - _PLACEHOLDERS.get((family, key), set())
-            if unknown:
-                raise ConfigError(f"{where}: unknown placeholder(s) {sorted(unknown)}")
+            for text in value if isinstance(value, list) else [value]:
+                unknown = set(_PLACEHOLDER.findall(text)) - _PLACEHOLDERS.get((family, key), set())
+                if unknown:
+                    raise ConfigError(f"{where}: unknown placeholder(s) {sorted(unknown)}")
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
@@ -209,11 +217,10 @@ def render_family(
         cols["candidate_items"] = shuffled
     else:  # llara
         sep, hm, cm = tpl["separator"], tpl["history_marker"], tpl["candidate_marker"]
-        cols["prompt"] = [
-            _fill(tpl["prompt"], {"history": sep.join(t + hm for t in titles[h]),
-                                  "candidates": sep.join(t + cm for t in titles[s]), "domain": tpl["domain"]})
-            for h, s in zip(histories, shuffled)
-        ]
+        values = [{"history": sep.join(t + hm for t in titles[h]), "candidates": sep.join(t + cm for t in titles[s]),
+                   "domain": tpl["domain"]} for h, s in zip(histories, shuffled)]
+        cols["prompt"] = [_fill(tpl["prompt"], v) for v in values]
+        cols["more_prompts"] = [[_fill(t, v) for t in tpl["more_prompts"]] for v in values]
         cols["answer"] = list(titles[targets])
         cols["history_items"] = histories
         cols["candidate_items"] = shuffled

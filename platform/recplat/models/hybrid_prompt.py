@@ -164,3 +164,11 @@ class Curriculum:
 
     def is_hybrid(self, step: int, micro: int = 0) -> bool:
         return bool(np.random.default_rng([self.seed, step, micro]).random() < self.probability(step))
+
+
+def template_for(seed: int, step: int, micro: int, count: int) -> int:
+    """Which of LLaRA's `count` prompt templates micro-batch `micro` of optimizer step τ is written
+    in (spec §4.1: one template drawn per batch). Seeded by (seed, τ, micro) in a stream apart from
+    the curriculum's, so a resumed run draws what the uninterrupted one did. LLaRA's code draws at
+    evaluation too; we evaluate on the first template only, so every run scores the same prompts."""
+    return 0 if count <= 1 else int(np.random.default_rng([seed, step, micro, 1]).integers(count))

@@ -183,7 +183,7 @@ class LlaraTask(AnswerTask):
         from recplat.models.hybrid_prompt import Curriculum
 
         self.curriculum = Curriculum(total_steps, cfg.train.seed, cfg.llara.curriculum)
-        self.grad_accum, self.max_new_tokens = cfg.train.grad_accum, cfg.eval.max_new_tokens
+        self.grad_accum, self.max_new_tokens, self.seed = cfg.train.grad_accum, cfg.eval.max_new_tokens, cfg.train.seed
         self.micro_batches_done = 0
 
     def build_model(self) -> torch.nn.Module:
@@ -195,7 +195,14 @@ class LlaraTask(AnswerTask):
         return HybridPromptLM(lm, torch.tensor(self.item_embeddings), ids)  # a copy: the array may be read-only
 
     def collate(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        out = self.tokenize(batch["prompt"], batch["answer"])
+        """The next micro-batch, in the prompt template drawn for it (`more_prompts`: the others)."""
+        from recplat.models.hybrid_prompt import template_for
+
+        prompts, more = batch["prompt"], batch.get("more_prompts")
+        if more is not None and len(more) and len(more[0]):
+            which = template_for(self.seed, *divmod(self.micro_batches_done, self.grad_accum), 1 + len(more[0]))
+            prompts = prompts if which == 0 else [str(m[which - 1]) for m in more]
+        out = self.tokenize(prompts, batch["answer"])
         out.update(history_items=padded_items(batch["history_items"]), candidate_items=padded_items(batch["candidate_items"]))
         return out
 
@@ -339,7 +346,8 @@ def train_once(cfg: Config, train_cfg: TrainConfig, init: str | None, items: np.
     if train_cfg.storage_path == TrainConfig().storage_path:  # default: checkpoints next to the results
         train_cfg = train_cfg.model_copy(update={"storage_path": str((out / "checkpoints").absolute()), "name": name})
     order = np.random.default_rng(train_cfg.seed).permutation(train_rows.num_rows)  # LLaRA shuffles its rows
-    data = train_rows.take(order).select(["prompt", "answer", "history_items", "candidate_items"])
+    columns = ["prompt", "more_prompts", "answer", "history_items", "candidate_items"]
+    data = train_rows.take(order).select([c for c in columns if c in train_rows.column_names])  # older data: no more_prompts
     task = LlaraTask(cfg, init, items, valid_rows, plan_total_steps(train_cfg, data.num_rows))
     result = fit(task, train_cfg, ray.data.from_arrow(data))
     with result.best_checkpoint.as_directory() as directory:
