@@ -239,7 +239,7 @@ def generate_sharded(settings, prompts: Sequence[str], adapter: str | Path | Non
         fn_constructor_kwargs=dict(settings=settings.model_dump(), adapter=None if adapter is None else str(adapter),
                                    max_new_tokens=max_new_tokens, threads=max(1, int(cpus_per_actor)),
                                    **(actor_kwargs or {})),
-        batch_size=batch_size, batch_format="numpy", concurrency=num_actors,
+        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_cpus=cpus_per_actor, num_gpus=1 if use_gpu else 0,
     ).to_arrow_refs()
     out = pa.concat_tables(ray.get(generated)).sort_by("row")
