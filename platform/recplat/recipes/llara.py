@@ -183,7 +183,7 @@ class LlaraTask(AnswerTask):
         from recplat.models.hybrid_prompt import Curriculum
 
         self.curriculum = Curriculum(total_steps, cfg.train.seed, cfg.llara.curriculum)
-        self.grad_accum, self.max_new_tokens, self.seed = cfg.train.grad_accum, cfg.eval.max_new_tokens, cfg.train.seed
+        self.grad_accum, self.max_new_tokens = cfg.train.grad_accum, cfg.eval.max_new_tokens
         self.micro_batches_done = 0
 
     def build_model(self) -> torch.nn.Module:
@@ -200,7 +200,7 @@ class LlaraTask(AnswerTask):
 
         prompts, more = batch["prompt"], batch.get("more_prompts")
         if more is not None and len(more) and len(more[0]):
-            which = template_for(self.seed, *divmod(self.micro_batches_done, self.grad_accum), 1 + len(more[0]))
+            which = template_for(self.curriculum.seed, *divmod(self.micro_batches_done, self.grad_accum), 1 + len(more[0]))
             prompts = prompts if which == 0 else [str(m[which - 1]) for m in more]
         out = self.tokenize(prompts, batch["answer"])
         out.update(history_items=padded_items(batch["history_items"]), candidate_items=padded_items(batch["candidate_items"]))
