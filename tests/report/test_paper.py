@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from recplat.report.paper import Row, compare_rows, format_markdown, match_domain, our_numbers, write_report
+from recplat.report.paper import (Row, compare_rows, cost_rows, format_markdown, match_domain, our_numbers,
+                                  write_report)
 
 DOMAINS = ["all", "Industrial_and_Scientific", "Prime_Pantry", "same_mix_diff=same"]
 
@@ -16,6 +17,10 @@ def test_match_domain():
     assert match_domain("Pantry", DOMAINS) == "Prime_Pantry"
     assert match_domain("Office", DOMAINS) is None
     assert match_domain("same", DOMAINS) is None  # segments are never a paper domain
+    # CPRec's names for its datasets: a word's stem
+    assert match_domain("Game", ["all", "Video_Games"]) == "Video_Games"
+    assert match_domain("Industry", ["all", "Industrial_and_Scientific"]) == "Industrial_and_Scientific"
+    assert match_domain("Music", ["all", "Digital_Music"]) == "Digital_Music"
 
 
 def test_compare_rows_matches_metric_domain_and_variant():
@@ -95,3 +100,31 @@ def test_write_report_table_and_plots(tmp_path):
     assert table in readme and "bigger is better" in readme and "![sweep.png](sweep.png)" in readme
     assert (folder / "bars.png").stat().st_size > 1000 and (folder / "sweep.png").stat().st_size > 1000
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report")]  # no partial folder left
+
+
+COST = {"train": {"rows_per_epoch": 1200, "seconds": 30.0, "samples": 240, "peak_rss_gib": 5.0, "peak_gpu_gib": 2.0},
+        "test": {"seconds": 90.0, "prompts": 8, "peak_rss_gib": 3.0}}
+
+
+def test_cost_rows_are_minutes_per_epoch_and_megabytes():
+    rows = {r.metric: r.ours for r in cost_rows("game-cprec", COST)}
+    # 1,200 rows per epoch at 240 samples in 30 s: 150 s = 2.5 min; the GPU's peak where there was one
+    assert rows == {"train_minutes_per_epoch": 2.5, "test_minutes": 1.5, "train_memory_mb": 2048.0,
+                    "test_rss_mb": 3072.0}
+    assert cost_rows(None, {"train": None, "test": {"seconds": 6.0, "prompts": 8}}) == [
+        Row(None, "all", "test_minutes", 0.1)]  # an evaluation-only run: nothing trained
+
+
+def test_write_report_puts_time_beside_the_paper_and_memory_in_its_own_plot(tmp_path):
+    record = _fake_run(tmp_path, ["game-llara", "game-cprec"])
+    for entry in record["runs"].values():
+        entry["summary"]["cost"] = COST
+    record["paper"] = "cprec"
+    record["paper_numbers"] = [{"metric": "train_minutes_per_epoch", "variant": "game-cprec", "value": 27.92},
+                               {"metric": "train_memory_mb", "variant": "game-cprec", "value": 68428}]
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    folder, table = write_report(tmp_path)
+    assert "| game-cprec | all | train_minutes_per_epoch | 2.50 | 27.92 | -25.42 |" in table
+    assert "| game-cprec | all | train_memory_mb | 2048.00 | 68428.00 | -66380.00 |" in table
+    assert "| game-llara | all | test_rss_mb | 3072.00 | — | — |" in table
+    assert (folder / "bars.png").stat().st_size > 1000 and (folder / "memory.png").stat().st_size > 1000

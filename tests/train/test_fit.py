@@ -54,6 +54,9 @@ def test_ddp_two_workers_lowers_the_loss(ddp_reference):
     losses = _val_losses(ddp_reference)
     assert [row["step"] for row in summary["history"]] == [3, 6, 9, 12]
     assert losses[-1] < 0.7 * losses[0], losses
+    # Table 7's inputs: 12 steps x 16 rows x 2 micro-batches x 2 workers, training time, rank 0's peak
+    assert summary["cost"]["samples"] == 768 and summary["cost"]["seconds"] > 0
+    assert summary["cost"]["peak_rss_gib"] > 0.1
     # Best-by-metric retention: num_to_keep=2 of the 4 checkpoints survive, the best among them.
     best = ddp_reference.best_checkpoint
     assert best.path.endswith(f"checkpoint_step{summary['best_step']:07d}")
@@ -71,6 +74,7 @@ def test_fault_drill_resumes_to_the_same_result(ddp_reference, train_data, tmp_p
     assert (tmp_path / "drill" / ".recplat_failed_at_step_11").exists()  # it did fail once
     assert result.summary["resumed_from"] == 9  # ... and resumed from the step-9 checkpoint
     assert result.summary["history"] == ddp_reference.summary["history"]  # exact floats
+    assert result.summary["cost"]["samples"] == (12 - 9) * 64  # what the restarted attempt trained
     final, reference = _weights(result.checkpoint), _weights(ddp_reference.checkpoint)
     assert final.keys() == reference.keys()
     for name in final:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Literal, NamedTuple, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -194,8 +194,27 @@ def generate_greedy(model, tokenizer, prompt_ids: Sequence[Sequence[int]], max_n
     return texts, lengths.numpy()
 
 
+PEAK_COLUMNS = ("peak_rss_gib", "peak_gpu_gib")
+
+
+class Generated(NamedTuple):
+    texts: list[str]  # the answers, in prompt order
+    new_tokens: np.ndarray  # tokens each answer took
+    peak_memory: dict[str, float]  # the largest actor peak: peak_rss_gib, and peak_gpu_gib with a GPU
+
+
+def answers_batch(rows: np.ndarray, texts: Sequence[str], lengths: np.ndarray) -> dict[str, np.ndarray]:
+    """An actor's output batch: each row's answer and token count, and the actor's peak memory so
+    far (GiB; `peak_gpu_gib` is NaN without a GPU), which `generate_sharded` reduces to one peak."""
+    from recplat.peak_memory import peak_memory_gib
+
+    peak = peak_memory_gib()
+    return {"row": rows, "output": np.array(texts, dtype=object), "new_tokens": lengths,
+            **{k: np.full(len(rows), peak.get(k, np.nan)) for k in PEAK_COLUMNS}}
+
+
 class GenerationActor:
-    """One model per Ray actor; a `map_batches` callable: {row, prompt} -> {row, output, new_tokens}."""
+    """One model per Ray actor; a `map_batches` callable: {row, prompt} -> `answers_batch`."""
 
     def __init__(self, settings: dict, adapter: str | None, max_new_tokens: int, threads: int):
         from recplat.models.causal_lm import CausalLMSettings, load_causal_lm
@@ -210,20 +229,21 @@ class GenerationActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ids = [self.fmt.prompt_ids(self.tokenizer, str(p))[-self.settings.max_length :] for p in batch["prompt"]]
         texts, lengths = generate_greedy(self.model, self.tokenizer, ids, self.max_new_tokens)
-        return {"row": batch["row"], "output": np.array(texts, dtype=object), "new_tokens": lengths}
+        return answers_batch(batch["row"], texts, lengths)
 
 
 def generate_sharded(settings, prompts: Sequence[str], adapter: str | Path | None = None, max_new_tokens: int = 64,
                      batch_size: int = 8, num_actors: int = 2, use_gpu: bool = False,
                      cpus_per_actor: float = 1, actor=GenerationActor, actor_kwargs: dict | None = None,
-                     columns: dict[str, pa.Array] | None = None) -> tuple[list[str], np.ndarray]:  # fmt: skip
-    """Greedy answers to `prompts` (in order) from a pool of `num_actors` model actors, and the
-    tokens each took. `settings` is a CausalLMSettings, `adapter` an optional peft folder merged in.
+                     columns: dict[str, pa.Array] | None = None) -> Generated:  # fmt: skip
+    """Greedy answers to `prompts` (in order) from a pool of `num_actors` model actors, the tokens
+    each took, and the actors' peak memory. `settings` is a CausalLMSettings, `adapter` an optional
+    peft folder merged in.
 
     The prompts travel in blocks of `batch_size` rows, one generate call each, so a batch holds
     the same prompts as `batch_size` slices of the list would (and gives the same answers).
     Another `actor` class (same constructor keywords plus `actor_kwargs`) may read more per-prompt
-    `columns` (e.g. LLaRA's item ids, recipes/llara.py)."""
+    `columns` (e.g. LLaRA's item ids, recipes/llara.py); it returns `answers_batch`."""
     import ray.data
 
     from recplat.runtime import init_ray
@@ -233,7 +253,7 @@ def generate_sharded(settings, prompts: Sequence[str], adapter: str | Path | Non
                       "prompt": pa.array(list(prompts), pa.string()), **(columns or {})})
     blocks = [table.slice(start, batch_size) for start in range(0, len(prompts), batch_size)]
     if not blocks:
-        return [], np.zeros(0, dtype=np.int64)
+        return Generated([], np.zeros(0, dtype=np.int64), {})
     generated = ray.data.from_arrow(blocks).map_batches(
         actor,
         fn_constructor_kwargs=dict(settings=settings.model_dump(), adapter=None if adapter is None else str(adapter),
@@ -245,7 +265,8 @@ def generate_sharded(settings, prompts: Sequence[str], adapter: str | Path | Non
     out = pa.concat_tables(ray.get(generated)).sort_by("row")
     if out.num_rows != len(prompts):
         raise DataError(f"generation returned {out.num_rows} answers for {len(prompts)} prompts")
-    return out["output"].to_pylist(), out["new_tokens"].to_numpy()
+    peaks = {k: float(np.nanmax(v)) for k in PEAK_COLUMNS if not np.isnan(v := out[k].to_numpy()).all()}
+    return Generated(out["output"].to_pylist(), out["new_tokens"].to_numpy(), peaks)
 
 
 def generate_and_score(settings, examples: pa.Table, prompts: Sequence[str], targets: Sequence[str],
@@ -258,7 +279,7 @@ def generate_and_score(settings, examples: pa.Table, prompts: Sequence[str], tar
 
     One row of `examples` (the stored examples: user, scope, position, target_domain) per prompt,
     with its target title and its candidate titles (target included) in the same order."""
-    texts, tokens = generate_sharded(settings, prompts, adapter, max_new_tokens, batch_size, num_actors, use_gpu)
+    texts, tokens, _ = generate_sharded(settings, prompts, adapter, max_new_tokens, batch_size, num_actors, use_gpu)
     results = generative_results(examples, texts, targets, candidates, metrics, separator, answer_format)
     results.per_example = results.per_example.append_column("new_tokens", pa.array(tokens))
     if out_dir is not None:

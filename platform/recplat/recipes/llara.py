@@ -274,9 +274,11 @@ class HybridGenerationActor:
         self.task.max_new_tokens = max_new_tokens
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from recplat.eval.generative import answers_batch
+
         texts, lengths = self.task.answers(self.model, list(batch["prompt"]), list(batch["history_items"]),
                                            list(batch["candidate_items"]))
-        return {"row": batch["row"], "output": np.array(texts, dtype=object), "new_tokens": lengths}
+        return answers_batch(batch["row"], texts, lengths)
 
 
 # --- inputs: the CPT adapter, the SASRec item table --------------------------------------------
@@ -355,7 +357,8 @@ def train_once(cfg: Config, train_cfg: TrainConfig, init: str | None, items: np.
         shutil.copyfile(Path(directory) / WEIGHTS_FILE, out / f"{WEIGHTS}.partial")
     (out / f"{WEIGHTS}.partial").replace(out / WEIGHTS)
     export_adapter(cfg, out / WEIGHTS, out / "adapter")
-    return task, out / WEIGHTS, {"best_validation": result.best_metrics, "train": result.summary}
+    return task, out / WEIGHTS, {"best_validation": result.best_metrics, "train": result.summary,
+                                 "train_rows": data.num_rows}
 
 
 def export_adapter(cfg: Config, weights: Path, folder: Path) -> Path:
@@ -377,8 +380,9 @@ def export_adapter(cfg: Config, weights: Path, folder: Path) -> Path:
     return folder
 
 
-def generate(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table) -> tuple[list[str], np.ndarray]:
-    """Greedy answers to the hybrid prompts of `rows` (in order) and their token counts, on actors."""
+def generate(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table):
+    """Greedy answers to the hybrid prompts of `rows` (in order), their token counts and the
+    actors' peak memory (eval/generative.py's `Generated`)."""
     from recplat.eval.generative import generate_sharded
 
     columns = {k: rows.column(k).combine_chunks() for k in ("history_items", "candidate_items")}
@@ -389,11 +393,12 @@ def generate(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table) -> tup
 
 
 def test_model(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table, out_dir: Path):
-    """LLaRA's test numbers overall, per target domain and (`buckets`) per history-length bucket."""
+    """LLaRA's test numbers overall, per target domain and (`buckets`) per history-length bucket,
+    and the generation actors' peak memory."""
     from recplat.eval.generative import generative_results
     from recplat.eval.segments import ActivityThresholds, activity_segments
 
-    texts, lengths = generate(cfg, task, weights, rows)
+    texts, lengths, peak = generate(cfg, task, weights, rows)
     segments = None
     if cfg.buckets is not None:
         lengths = [len(h) for h in rows.column("history_items").to_pylist()]
@@ -403,7 +408,7 @@ def test_model(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table, out_
                                  rows.column("candidate_titles").to_pylist(), answer_format="single", segments=segments)
     results.per_example = results.per_example.append_column("new_tokens", pa.array(lengths))
     results.write(out_dir)
-    return results
+    return results, peak
 
 
 def drop_candidate(prompt: str, titles: list[str], index: int, separator: str, marker: str) -> str:
@@ -426,7 +431,7 @@ def test_topk(cfg: Config, task: LlaraTask, weights: Path, rows: pa.Table, out_d
     for _ in range(cfg.topk.rounds):
         if not active:
             break
-        texts, _ = generate(cfg, task, weights, pa.table({k: [live[k][i] for i in active] for k in live}))
+        texts, _, _ = generate(cfg, task, weights, pa.table({k: [live[k][i] for i in active] for k in live}))
         still = []
         for i, text in zip(active, texts):
             name = named_candidate(text, live["candidate_titles"][i])
@@ -487,10 +492,11 @@ def run(cfg: Config) -> RunSummary:
     tested = time.time()
     per_seed = []
     for i, (seed, weights, info) in enumerate(trained):
-        results = test_model(cfg, task, weights, test, out / ("test" if i == 0 else f"test_seed{seed}"))
+        results, peak = test_model(cfg, task, weights, test, out / ("test" if i == 0 else f"test_seed{seed}"))
         per_seed.append({"seed": seed, "weights": str(weights), "overall": results.overall, **info})
         if i == 0:
             first = results
+            summary["cost"] = cost(info, round(time.time() - tested, 3), test.num_rows, peak)
     summary["overall"] = {m: float(np.mean([s["overall"][m] for s in per_seed])) for m in first.metrics}
     if len(per_seed) > 1:
         summary["seeds"] = per_seed
@@ -507,6 +513,13 @@ def run(cfg: Config) -> RunSummary:
     summary.write(out)
     print(f"\nllara ({cfg.stage}): test results ({test.num_rows:,} prompts)\n{format_table(first, percent=False)}", flush=True)
     return summary
+
+
+def cost(info: dict, test_seconds: float, prompts: int, test_peak: dict) -> dict:
+    """Table 7's inputs for the first tested model: its training (rows per epoch, seconds without
+    validation, samples trained, peak memory of rank 0; train/loop.py) and its test generation."""
+    train = {"rows_per_epoch": info["train_rows"], **info["train"]["cost"]} if "train_rows" in info else None
+    return {"train": train, "test": {"seconds": test_seconds, "prompts": prompts, **test_peak}}
 
 
 def fine_tune(cfg: Config, prepared, init: str | None, items: np.ndarray, out: Path):

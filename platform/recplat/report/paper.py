@@ -3,14 +3,19 @@
     recplat report llmrec/table4_bert --profile smoke [--out DIR]
 
 Reads <run dir>/run.json and each run's test/metrics.json; writes <run dir>/report/ (README.md with
-the table, bars.png, and for a sweep sweep.png), the folder replaced in one rename; prints the table.
+the table, bars.png, memory.png when there are memory rows, and for a sweep sweep.png), the folder
+replaced in one rename; prints the table.
 
 Matching a paper number (metric, domain, variant) with our rows: the same metric and variant
 (none for a job without a sweep); domain none, "SPIAO" or "all" is our overall row, any other the
 target domain of that name or the one whose name has it as a word ("Scientific" ->
-Industrial_and_Scientific). Values are in the paper's unit (percent for LLM-Rec and X-Cross,
-fractions for MoLoRec and CPRec); the difference is ours - paper. Besides the test metrics:
-train_hours = the run's training seconds / 3600.
+Industrial_and_Scientific) or as a word's stem ("Game" -> Video_Games, "Industry" -> Industrial_and_Scientific). Values are in the paper's unit (percent for LLM-Rec and X-Cross,
+fractions for MoLoRec and CPRec); the difference is ours - paper. Besides the test metrics, when
+the job's paper numbers name them: train_hours = the run's training seconds / 3600; and from a
+LLaRA run's summary `cost` (Table 7): train_minutes_per_epoch = rows per epoch at the training
+throughput (validation and checkpoints left out), test_minutes = one pass over the test prompts,
+train_memory_mb / test_memory_mb = peak GPU memory (MiB) of training rank 0 and of the generation
+actors; a CPU run reports its peak resident set as train_rss_mb / test_rss_mb instead.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ def match_domain(paper_domain: str | None, ours: Iterable[str]) -> str | None:
     if paper_domain in ours:
         return paper_domain
     hits = [d for d in ours if paper_domain.lower() in d.lower().split("_")]
+    if not hits:  # a word of ours with the paper's name as its stem: Game -> Video_Games, Industry -> Industrial_...
+        stem = paper_domain.lower()[: max(4, len(paper_domain) - 1)]
+        hits = [d for d in ours if any(word.startswith(stem) for word in d.lower().split("_"))]
     return hits[0] if len(hits) == 1 else None
 
 
@@ -75,6 +83,34 @@ def our_numbers(record: dict, run_dir: Path, extra_metrics: set[str] = frozenset
         seconds = summary.seconds.get("train")
         if "train_hours" in extra_metrics and summary.mode != "evaluate" and seconds is not None:
             rows.append(Row(entry["variant"], OVERALL, "train_hours", seconds / 3600))
+        if extra_metrics & set(COST_METRICS):
+            rows += cost_rows(entry["variant"], (summary.model_extra or {}).get("cost") or {})
+    return rows
+
+
+COST_METRICS = ("train_minutes_per_epoch", "train_memory_mb", "test_minutes", "test_memory_mb")
+
+
+def is_cost(metric: str) -> bool:
+    """A time or memory row (not a test metric)."""
+    return metric in COST_METRICS or metric == "train_hours" or metric.endswith("_mb")
+
+
+def cost_rows(variant: str | None, cost: dict) -> list[Row]:
+    """Table 7's rows (module docstring) from a summary's `cost`: {train: {rows_per_epoch, seconds,
+    samples, peak_*_gib}, test: {seconds, prompts, peak_*_gib}}."""
+    rows = []
+    train, test = cost.get("train"), cost.get("test")
+    if train and train["samples"] > 0:
+        rows.append(Row(variant, OVERALL, "train_minutes_per_epoch",
+                        train["rows_per_epoch"] * train["seconds"] / train["samples"] / 60))
+    if test:
+        rows.append(Row(variant, OVERALL, "test_minutes", test["seconds"] / 60))
+    for phase, part in (("train", train), ("test", test)):
+        if part and "peak_gpu_gib" in part:
+            rows.append(Row(variant, OVERALL, f"{phase}_memory_mb", part["peak_gpu_gib"] * 1024))
+        elif part and "peak_rss_gib" in part:
+            rows.append(Row(variant, OVERALL, f"{phase}_rss_mb", part["peak_rss_gib"] * 1024))
     return rows
 
 
@@ -103,20 +139,22 @@ def compare_rows(ours: list[Row], paper_numbers: list[dict]) -> list[Row]:
 
 
 def format_markdown(rows: list[Row], digits: int = 2) -> str:
-    """A Markdown table: [variant |] domain | metric | ours | paper | ours - paper [| note]."""
+    """A Markdown table: [variant |] domain | metric | ours | paper | ours - paper [| note]; test
+    metrics with `digits` places, times and memory with 2."""
     show_variant = any(r.variant for r in rows)
     show_note = any(r.note for r in rows)
 
-    def num(v: float | None, sign: bool = False) -> str:
-        return "—" if v is None else f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+    def num(v: float | None, metric: str, sign: bool = False) -> str:
+        places = 2 if is_cost(metric) else digits  # minutes, hours, MB
+        return "—" if v is None else f"{v:+.{places}f}" if sign else f"{v:.{places}f}"
 
     header = (["variant"] if show_variant else []) + ["domain", "metric", "ours", "paper", "ours − paper"]
     header += ["note"] if show_note else []
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * (len(header) - 3 - show_note)
                                                            + ["---:"] * 3 + ["---"] * show_note) + "|"]
     for r in rows:
-        cells = ([r.variant or ""] if show_variant else []) + [r.domain, r.metric, num(r.ours), num(r.paper),
-                                                               num(r.diff, sign=True)]
+        cells = ([r.variant or ""] if show_variant else []) + [r.domain, r.metric, num(r.ours, r.metric),
+                                                               num(r.paper, r.metric), num(r.diff, r.metric, True)]
         cells += [r.note or ""] if show_note else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -124,8 +162,9 @@ def format_markdown(rows: list[Row], digits: int = 2) -> str:
 
 def write_plots(rows: list[Row], record: dict, directory: Path) -> list[str]:
     """bars.png: ours vs the paper on the cells the paper reports (else our overall and segment
-    rows); sweep.png: overall metrics per variant, against trainable parameters when every run
-    reports distinct counts (LLM-Rec Fig. 7), else in sweep order."""
+    rows), memory.png the same for memory rows (MB, Table 7); sweep.png: overall test metrics per
+    variant, against trainable parameters when every run reports distinct counts (LLM-Rec Fig. 7),
+    else in sweep order."""
     from recplat.report.plots import curves, grouped_bars
 
     variants = [e["variant"] for e in record["runs"].values() if e["variant"] is not None]
@@ -134,20 +173,22 @@ def write_plots(rows: list[Row], record: dict, directory: Path) -> list[str]:
         shown = [r for r in rows if r.paper is not None]
     else:  # overall (and the segments of a single run: Fig. 5)
         shown = [r for r in rows if r.domain == OVERALL or (not sweep and "=" in r.domain)]
-    bars: dict[str, dict[str, float]] = {"ours": {}, "paper": {}}
-    for r in shown:
-        label = "\n".join(x for x in (r.metric, r.domain if r.domain != OVERALL else None, r.variant) if x)
-        if r.ours is not None:
-            bars["ours"][label] = r.ours
-        if r.paper is not None:
-            bars["paper"][label] = r.paper
-    bars = {k: v for k, v in bars.items() if v}
     unit = "%" if PAPER_SCALE[record["paper"]] == 100 else ""
     files = []
-    if bars:
-        grouped_bars(bars, directory / "bars.png", f"{record['job']} ({record['profile']}): ours vs paper",
-                     ylabel=unit, percent=False)
-        files.append("bars.png")
+    for name, group, ylabel in (("bars.png", [r for r in shown if not r.metric.endswith("_mb")], unit),
+                                ("memory.png", [r for r in shown if r.metric.endswith("_mb")], "MB")):
+        bars: dict[str, dict[str, float]] = {"ours": {}, "paper": {}}
+        for r in group:
+            label = "\n".join(x for x in (r.metric, r.domain if r.domain != OVERALL else None, r.variant) if x)
+            if r.ours is not None:
+                bars["ours"][label] = r.ours
+            if r.paper is not None:
+                bars["paper"][label] = r.paper
+        bars = {k: v for k, v in bars.items() if v}
+        if bars:
+            grouped_bars(bars, directory / name, f"{record['job']} ({record['profile']}): ours vs paper",
+                         ylabel=ylabel, percent=False)
+            files.append(name)
     if sweep:
         params = {e["variant"]: (RunSummary.coerce(e["summary"]).params or {}).get("trainable")
                   for e in record["runs"].values()}
@@ -155,14 +196,15 @@ def write_plots(rows: list[Row], record: dict, directory: Path) -> list[str]:
         x = {v: params[v] if by_params else i for i, v in enumerate(variants)}
         series: dict[str, list[tuple[float, float]]] = {}
         for r in rows:
-            if r.domain == OVERALL and r.variant in x:
+            if r.domain == OVERALL and r.variant in x and not is_cost(r.metric):
                 for who, value in (("ours", r.ours), ("paper", r.paper)):
                     if value is not None:
                         series.setdefault(f"{who} {r.metric}", []).append((x[r.variant], value))
         xlabel = "trainable parameters" if by_params else "variant: " + ", ".join(variants)
-        curves({k: sorted(v) for k, v in series.items()}, directory / "sweep.png",
-               f"{record['job']} ({record['profile']})", xlabel=xlabel, ylabel=unit, logx=by_params)
-        files.append("sweep.png")
+        if series:
+            curves({k: sorted(v) for k, v in series.items()}, directory / "sweep.png",
+                   f"{record['job']} ({record['profile']})", xlabel=xlabel, ylabel=unit, logx=by_params)
+            files.append("sweep.png")
     return files
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from recplat.errors import RecplatError
+from recplat.peak_memory import peak_memory_gib
 from recplat.train.checkpoint import (TrainerState, load_rng, read_state, resume_config, save_rng,
                                      seed_everything, write_state)
 from recplat.train.config import TrainConfig
@@ -28,7 +29,7 @@ from recplat.train.config import TrainConfig
 logger = logging.getLogger("recplat.train")
 
 # DeepSpeed on CPU needs its CPU accelerator, and compiles one op (shm_comm, ~60 s) the first
-# time: keep the build in a cache shared by runs (docs/stack.md).
+# time: keep the build in a cache shared by runs (docs/stack.md); `make install` builds it.
 DEFAULT_TORCH_EXTENSIONS_DIR = "~/.cache/recplat/torch_extensions"
 
 
@@ -61,6 +62,7 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
     strategy.model.train()
     window_loss, window_batches, window_start, window_steps = 0.0, 0, time.perf_counter(), 0
     micro = 0
+    started, paused_total, first_step = time.perf_counter(), 0.0, state.step
     finished = state.step >= total_steps or state.stopped_early  # restarted after the end
     batches = _micro_batches(shard, task, cfg, state, rank)
     while not finished:
@@ -80,7 +82,7 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
             elapsed = time.perf_counter() - window_start
             throughput = window_steps * samples_per_step / max(elapsed, 1e-9)
             state.train_log.append({"step": state.step, "train_loss": train_metrics["train_loss"],
-                                    "lr": train_metrics["lr"], "samples_per_s": throughput, **_peak_memory()})
+                                    "lr": train_metrics["lr"], "samples_per_s": throughput, **peak_memory_gib()})
             if rank == 0:
                 logger.info("step %d/%d  loss %.4f  lr %.3g  %.1f samples/s", state.step, total_steps,
                             train_metrics["train_loss"], train_metrics["lr"], throughput)
@@ -97,31 +99,38 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
         elif validated:
             ray.train.report({**train_metrics, **val_metrics})
         window_start += time.perf_counter() - paused
+        paused_total += time.perf_counter() - paused
 
     if rank == 0 and state.stopped_early:
         logger.info("early stop at step %d: no better %s in %d validations (best %.6g at step %s)",
                     state.step, cfg.metric, cfg.patience, state.best, state.best_step)
     return {"step": state.step, "total_steps": total_steps, "epoch": state.epoch, "resumed_from": resumed_from,
             "stopped_early": state.stopped_early, "best": state.best, "best_step": state.best_step,
-            "history": state.history, "train_log": state.train_log}
+            "history": state.history, "train_log": state.train_log,
+            "cost": _cost(time.perf_counter() - started - paused_total, (state.step - first_step) * samples_per_step)}
 
 
-def _peak_memory() -> dict[str, float]:
-    """This worker's peak memory so far, GiB: the process's resident set, and the GPU's allocations."""
-    import resource
-
-    import torch
-
-    peak = {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # Linux: KiB
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        peak["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    return peak
+def _cost(seconds: float, samples: int) -> dict[str, float]:
+    """This attempt's training time without validation and checkpoints, the samples it trained on,
+    and this worker's peak memory (a restarted run counts from its restart)."""
+    return {"seconds": round(seconds, 3), "samples": samples, **peak_memory_gib()}
 
 
 # --- setup -----------------------------------------------------------------------------------
 
 
 _RAY_TRAIN_REPORT_LOGGERS = ("ray.train.v2._internal.execution.storage", "ray.train.v2._internal.execution.context")
+
+
+def build_cpu_deepspeed_op() -> None:
+    """Compile DeepSpeed's CPU communication op into the shared cache now rather than in the first
+    CPU ZeRO-2 run (1 min on two idle cores, ~4 beside other work). `make install` runs it:
+    python -c "from recplat.train.loop import build_cpu_deepspeed_op; build_cpu_deepspeed_op()"."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser(DEFAULT_TORCH_EXTENSIONS_DIR))
+    from deepspeed.comm.torch import build_shm_op
+
+    build_shm_op()
 
 
 def _configure_worker(cfg: TrainConfig, rank: int) -> None:
