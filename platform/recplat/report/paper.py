@@ -9,7 +9,8 @@ replaced in one rename; prints the table.
 Matching a paper number (metric, domain, variant) with our rows: the same metric and variant
 (none for a job without a sweep); domain none, "SPIAO" or "all" is our overall row, any other the
 target domain of that name or the one whose name has it as a word ("Scientific" ->
-Industrial_and_Scientific) or as a word's stem ("Game" -> Video_Games, "Industry" -> Industrial_and_Scientific). Values are in the paper's unit (percent for LLM-Rec and X-Cross,
+Industrial_and_Scientific) or as a word's stem ("Game" -> Video_Games, "Industry" ->
+Industrial_and_Scientific). Values are in the paper's unit (percent for LLM-Rec and X-Cross,
 fractions for MoLoRec and CPRec); the difference is ours - paper. Besides the test metrics, when
 the job's paper numbers name them: train_hours = the run's training seconds / 3600; and from a
 LLaRA run's summary `cost` (Table 7): train_minutes_per_epoch = rows per epoch at the training
