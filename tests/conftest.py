@@ -55,7 +55,6 @@ def planned_catalog(tmp_path, monkeypatch) -> Path:
     return jobs
 
 
-
 # --- a stuck test is visible: `pytest -q` names any test still running after 20 s (and again every
 # 2 min), and any test that took 20 s or more when it ends. Under pytest-xdist (`make test` runs two
 # workers) the controller sees every worker's test start and end, so the lines come from it. -------
