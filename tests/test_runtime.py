@@ -86,3 +86,15 @@ def test_a_ray_start_up_timeout_is_one_line_exit_2(monkeypatch, capsys, tmp_path
                           "timed out during startup.") and "another local Ray" in err
     assert "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "ds").exists()
+
+
+def test_free_loopback_ports_are_distinct_and_bindable():
+    import socket
+
+    from recplat.runtime import free_loopback_ports
+
+    ports = free_loopback_ports(64)  # one at a time, the OS had handed out one port twice in 9 (CI)
+    assert len(set(ports)) == 64
+    for port in ports[:4]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # free again once returned

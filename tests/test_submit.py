@@ -1,5 +1,6 @@
 """`recplat submit`: the runtime_env, fast clear failures, and (slow) a real local Ray job server."""
 
+import contextlib
 import json
 import os
 import secrets
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from recplat.cli import main
-from recplat.runtime import free_loopback_port
+from recplat.runtime import free_loopback_port, free_loopback_ports
 from recplat.submit import (
     EXCLUDES,
     PLAIN_HTTP_OPT_IN,
@@ -173,11 +174,10 @@ def ray_head():
     """`ray start --head --block` on loopback with free ports; stopped by signalling the process
     group it started (not `ray stop`, which would stop every Ray of this user on the machine)."""
     token = secrets.token_hex(16)
-    ports = {name: free_loopback_port() for name in (
-        "port", "dashboard-port", "ray-client-server-port", "dashboard-agent-listen-port",
-        "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port",
-        "node-manager-port", "object-manager-port",
-    )}  # fmt: skip
+    names = ("port", "dashboard-port", "ray-client-server-port", "dashboard-agent-listen-port",
+             "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port",
+             "node-manager-port", "object-manager-port")  # fmt: skip
+    ports = dict(zip(names, free_loopback_ports(len(names))))
     temp_dir = tempfile.mkdtemp(prefix="rpe2e", dir="/tmp")  # short: unix socket paths are limited
     bin_dir = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
@@ -209,12 +209,13 @@ def ray_head():
     finally:
         for key, value in saved.items():
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:  # a graceful stop took 35 s; nothing of this throw-away cluster needs one
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # gone already when `ray start` failed
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:  # a graceful stop took 35 s; nothing of this throw-away cluster needs one
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
         _kill_leftovers(temp_dir)
         log.close()
         shutil.rmtree(temp_dir, ignore_errors=True)

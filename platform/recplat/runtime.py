@@ -143,11 +143,19 @@ def _strip_colours_from_ray_logs() -> None:
 
 
 def free_loopback_port() -> int:
+    return free_loopback_ports(1)[0]
+
+
+def free_loopback_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports. All are bound at once: one at a time, the OS may hand a
+    just-released port out again (a Ray head given the same port twice refuses to start)."""
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 @contextlib.contextmanager

@@ -129,22 +129,22 @@ def test_launcher_head_command_really_requires_a_token(tmp_path):
     import urllib.error
     import urllib.request
 
-    from recplat.runtime import free_loopback_port
+    from recplat.runtime import free_loopback_ports
     from tests.test_submit import _kill_leftovers
 
     ray_bin = str(Path(sys.executable).parent / "ray")
     temp_dir = Path(f"/tmp/rptok{os.getpid()}")  # short: unix socket paths are limited
-    dash = free_loopback_port()
+    names = ("ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+             "metrics-export-port", "runtime-env-agent-port", "node-manager-port")
+    dash, gcs, objects, *others = free_loopback_ports(3 + len(names))
     extra = (f"--node-ip-address=127.0.0.1 --num-cpus=1 --temp-dir={temp_dir} --dashboard-port={dash} "
-             f"--disable-usage-stats " + " ".join(f"--{n}={free_loopback_port()}" for n in (
-                 "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                 "metrics-export-port", "runtime-env-agent-port", "node-manager-port")))
+             f"--disable-usage-stats " + " ".join(f"--{n}={port}" for n, port in zip(names, others)))
     commands = []
     for command in _load("aws.yaml")["head_start_ray_commands"]:
         if command.strip().endswith("ray stop"):
             continue  # would stop every Ray of this user on the machine
-        command = command.replace("~/venv/bin/ray", ray_bin).replace("--port=6379", f"--port={free_loopback_port()}")
-        command = command.replace("--object-manager-port=8076", f"--object-manager-port={free_loopback_port()}")
+        command = command.replace("~/venv/bin/ray", ray_bin).replace("--port=6379", f"--port={gcs}")
+        command = command.replace("--object-manager-port=8076", f"--object-manager-port={objects}")
         command = command.replace("--autoscaling-config=~/ray_bootstrap_config.yaml", "")
         commands.append(command + (f" {extra}" if "ray start --head" in command else ""))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
