@@ -119,13 +119,15 @@ def validate(model: type[M], data: dict[str, Any], source: str = "config") -> M:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            key = ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
                 problems.append(f"{key}: unknown key")
+            elif err["type"] == "value_error":  # our validators' messages start with the key they check
+                problems.append(f"{key + ': ' if key else ''}{err['msg'].removeprefix('Value error, ')}")
             else:
                 got = err.get("input")
                 shown = "" if isinstance(got, (dict, list)) else f", got {got!r}"
-                problems.append(f"{key}: {err['msg']}{shown}")
+                problems.append(f"{key or '(top level)'}: {err['msg']}{shown}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
 
 

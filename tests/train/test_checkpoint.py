@@ -1,6 +1,7 @@
 """Save -> restore round trips of the checkpoint pieces, without Ray."""
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -215,3 +216,42 @@ def test_deepspeed_resume_never_runs_code_from_a_checkpoint(tmp_path):
     assert loaded["param_slice_mappings"][0]["0.weight"] == fragment_address(numel=4, start=0)
     assert torch.equal(loaded["single_partition_of_fp32_groups"][0], torch.arange(4.0))
     assert ours.name == stock.name  # everything but load is DeepSpeed's engine
+
+
+def test_a_branch_must_train_the_checkpoints_updates_alike(tmp_path):
+    """CPRec's annealing variants branch from one stable-phase run: the branch may change how long it
+    runs and its schedule after the branch point, nothing that would have trained updates 1..S otherwise."""
+    from recplat.errors import ConfigError
+    from recplat.train import TrainConfig
+    from recplat.train.checkpoint import check_branchable, resume_config
+    from recplat.train.launch import check_branch
+
+    stable = dict(lr=0.01, min_lr=0.001, schedule="wsa", storage_path=str(tmp_path), name="trunk")
+    trunk = TrainConfig(**stable, phase_ends=(2, 6), max_steps=6)  # A = S: no annealing
+    directory = tmp_path / "trunk" / "checkpoint_step0000006"
+    directory.mkdir(parents=True)
+    write_state(directory, TrainerState(step=6, config=resume_config(trunk.model_dump()), total_steps=6))
+    state = read_state(directory)
+
+    def branch(**changes):
+        cfg = TrainConfig(**{**stable, "phase_ends": (2, 6), "max_steps": 9, "name": "branch", **changes},
+                          branch_from=str(directory))
+        check_branchable(str(directory), state, cfg.model_dump(mode="json"), cfg.max_steps)
+        return cfg
+
+    check_branch(branch(), total_steps=9)  # annealing over updates 7-9
+    branch(max_steps=7, name="other", max_failures=2)  # placement keys and the length may change
+    for changes, problem in [
+        ({"lr": 0.02}, "trained under a different config (lr: 0.01 -> 0.02); a branch may change only max_steps"),
+        ({"phase_ends": (3, 6)}, "update 1 ran at learning rate 0.0055 there and would run at 0.004 here"),
+        ({"phase_ends": (2, 5)}, "update 6 ran at learning rate 0.01 there and would run at 0.00868198 here"),
+        ({"max_steps": 6}, "it is at step 6, not before this run's last step (6)"),
+        ({"seed": 1}, "(seed: 0 -> 1)"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(problem)):
+            branch(**changes)
+    write_state(directory, TrainerState(step=6))  # from before configs were recorded
+    with pytest.raises(ConfigError, match="written before recplat recorded a checkpoint's config"):
+        check_branchable(str(directory), read_state(directory), trunk.model_dump(mode="json"), 9)
+    with pytest.raises(ConfigError, match=r"^branch_from: .*nowhere: not a readable recplat checkpoint"):
+        check_branch(TrainConfig(**stable, branch_from=str(tmp_path / "nowhere")), total_steps=9)

@@ -16,12 +16,13 @@ from recplat.errors import RecplatError
 from recplat.train import TrainConfig, fit
 from tests.train.tasks import RatingTask, ScriptedMetricTask, make_ratings, write_parquet_parts
 
-# Five fits (three on 2 workers, two on 1) and one restart: ~3 min on an idle 2-core machine, 6-8 min under load.
+# Seven fits (five on 2 workers, two on 1) and one restart: ~4 min on an idle 2-core machine, 7-9 min under load.
 pytestmark = pytest.mark.slow
 
 # 384 rows / 2 workers = 192 per rank = 12 micro-batches of 16 = 6 steps (grad_accum 2) per epoch.
-BASE = dict(num_workers=2, micro_batch_size=16, grad_accum=2, epochs=2, lr=0.2, warmup_ratio=0.1,
-            schedule="cosine", eval_every=3, metric="val_loss", mode="min", num_to_keep=2,
+# CPRec's schedule: warm-up to step 2, stable to 6, cosine annealing from 0.2 to 0.02 at step 12.
+BASE = dict(num_workers=2, micro_batch_size=16, grad_accum=2, epochs=2, lr=0.2, min_lr=0.02, schedule="wsa",
+            phase_ends=(2, 6), eval_every=3, metric="val_loss", mode="min", num_to_keep=2,
             shuffle_buffer=64, log_every=3, seed=7)
 
 
@@ -76,6 +77,28 @@ def test_fault_drill_resumes_to_the_same_result(ddp_reference, train_data, tmp_p
     assert result.summary["history"] == ddp_reference.summary["history"]  # exact floats
     assert result.summary["cost"]["samples"] == (12 - 9) * 64  # what the restarted attempt trained
     final, reference = _weights(result.checkpoint), _weights(ddp_reference.checkpoint)
+    assert final.keys() == reference.keys()
+    for name in final:
+        assert torch.equal(final[name], reference[name]), name
+
+
+@pytest.mark.timeout(400)
+def test_a_branch_from_the_stable_phase_ends_as_the_uninterrupted_run(ddp_reference, train_data, tmp_path):
+    """CPRec's annealing variants share one stable phase: a trunk run trains updates 1-6 with no
+    annealing (A = S = 6, so its last learning rate is the floor's), and a run branching from its
+    last checkpoint anneals to step 12. It ends bit-identical to the reference, which ran 1-12 in one go."""
+    trunk = fit(RatingTask(), TrainConfig(**BASE, max_steps=6, storage_path=str(tmp_path), name="trunk"), train_data)
+    assert trunk.summary["step"] == 6 and trunk.summary["last_checkpoint"].endswith("checkpoint_step0000006")
+    assert trunk.summary["history"] == ddp_reference.summary["history"][:2]  # steps 3 and 6
+    cfg = TrainConfig(**BASE, branch_from=trunk.summary["last_checkpoint"], storage_path=str(tmp_path), name="branch")
+    branch = fit(RatingTask(), cfg, train_data)
+    assert branch.summary["branched_from"] == {"path": trunk.summary["last_checkpoint"], "step": 6}
+    assert branch.summary["resumed_from"] is None and branch.summary["cost"]["samples"] == 6 * 64
+    assert branch.summary["history"] == ddp_reference.summary["history"]  # exact floats, steps 3-12
+    # the learning rates logged after steps 9 and 12 (the trunk's log, inherited, has the floor after its step 6)
+    lrs = [[(row["step"], row["lr"]) for row in run.summary["train_log"] if row["step"] > 6] for run in (branch, ddp_reference)]
+    assert lrs[0] == lrs[1] and len(lrs[0]) == 2
+    final, reference = _weights(branch.checkpoint), _weights(ddp_reference.checkpoint)
     assert final.keys() == reference.keys()
     for name in final:
         assert torch.equal(final[name], reference[name]), name

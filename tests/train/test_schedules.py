@@ -140,3 +140,34 @@ def test_schedule_for_reads_min_lr_and_phase_ends_from_the_train_config():
         TrainConfig(schedule="wsa", lr=1e-4, min_lr=1e-3)
     with pytest.raises(ValueError, match="only the wsa and warmup_stable schedules"):
         TrainConfig(schedule="cosine", min_lr=1e-6)
+
+
+def test_a_restored_scheduler_switched_to_a_longer_schedule_goes_on_as_if_it_had_always_run_it():
+    """A branch restores a trunk's LambdaLR (whose saved WsaSchedule fields would come back: A = 6)
+    and must then run the branch's WSA (A = 10) from step 6 exactly as an uninterrupted run does."""
+    from recplat.train.schedules import switch_schedule
+
+    def scheduler(schedule):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+    def run(sched, steps):
+        lrs = []
+        for _ in range(steps):
+            sched.optimizer.step()
+            sched.step()
+            lrs.append(sched.get_last_lr()[0])
+        return lrs
+
+    whole = scheduler(WsaSchedule(2, 6, 10, floor=0.1))
+    expected = run(whole, 10)
+    trunk = scheduler(WsaSchedule(2, 6, 6, floor=0.1))
+    assert run(trunk, 6) == expected[:5] + [pytest.approx(0.01)]  # after step 6 the trunk is at its floor
+    branch = scheduler(WsaSchedule(2, 6, 10, floor=0.1))
+    branch.optimizer.load_state_dict(trunk.optimizer.state_dict())
+    branch.load_state_dict(trunk.state_dict())
+    assert branch.lr_lambdas[0].anneal_end == 6  # what torch restores: the trunk's schedule
+    switch_schedule(branch, WsaSchedule(2, 6, 10, floor=0.1))
+    assert branch.get_last_lr() == [expected[5]] and branch.optimizer.param_groups[0]["lr"] == expected[5]
+    assert run(branch, 4) == expected[6:]
+    assert branch.state_dict()["lr_lambdas"][0]["anneal_end"] == 10  # and a restart of the branch keeps its own

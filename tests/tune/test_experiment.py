@@ -10,6 +10,7 @@ from recplat.catalog import Catalog
 from recplat.config import parse_override
 from recplat.errors import ConfigError
 from recplat.run import plan_job
+from recplat.tune.branch import trunk_overrides
 from recplat.tune.experiment import plan_sweep
 from recplat.tune.results import best_command
 from recplat.tune.space import trial_overrides
@@ -153,3 +154,25 @@ def test_the_cprec_wsa_search_plans_trials_that_share_their_stable_phase(catalog
             assert lrs7[:6] == lrs8[:6] and rows7[: 6 * batch] == rows8[: 6 * batch]  # the shared stable trunk
             assert lrs7[6] != lrs8[6] and lrs7[6] == pytest.approx(cfg.train.min_lr)  # annealing: 1 vs 2 updates
     assert runs[(1, 5.0e-4, 7)][0][:6] != runs[(2, 5.0e-4, 7)][0][:6]  # warm-up length changes the trunk
+    # ... so the search trains each of the 4 trunks once (A = S = 6, no annealing) and branches from it
+    assert plan.search.branch.keys == ["recipe.cpt.anneal_end"] and plan.search.branch.trunk == {"recipe.cpt.anneal_end": 6}
+    assert plan.trunk_path == str(tmp_path / "w" / "tune-trunks")
+    trunk = plan_job("cprec/cpt", "smoke", None, plan.out, trunk_overrides(plan.search), catalog, check=False).runs[0].config
+    phases, _ = plan_cpt(trunk, len(ds), len(mix), 1)
+    assert (phases.warmup_end, phases.stable_end, phases.anneal_end) == (1, 6, 6)
+
+
+def test_a_branch_search_plans_its_trunks(tmp_path):
+    from tests.tune.jobs import jobs_with
+
+    wsa = Catalog(JOBS).get("cprec/cpt").profile("smoke").tune["wsa"].model_dump(exclude_none=True)
+    bad = {**wsa, "branch": {"keys": ["recipe.cpt.anneal_end"], "trunk": {"recipe.cpt.anneal_end": 0}}}
+    catalog = Catalog(jobs_with(tmp_path, "cprec/cpt", {"wsa": bad}))
+    with pytest.raises(ConfigError, match=r"^jobs/cprec/cpt.yaml: profiles.smoke.tune.wsa.branch.trunk.recipe.cpt."
+                                          r"anneal_end: 0: .*cpt.anneal_end: Input should be greater than or equal to 1"):
+        plan_sweep("cprec/cpt", "smoke", out=tmp_path / "b", catalog=catalog)
+    fig7 = {**SEARCH, "space": {"variant": {"grid": ["minilm-r2"]}, "recipe.train.lr": {"grid": [1.0e-4]},
+                                "recipe.train.max_steps": {"grid": [8, 10]}},
+            "branch": {"keys": ["recipe.train.max_steps"], "trunk": {"recipe.train.max_steps": 6}}}
+    plan = plan_sweep(FIG7, "smoke", out=tmp_path / "f", catalog=_catalog_with(tmp_path / "f7", {"s": fig7}))
+    assert trunk_overrides(plan.search) == ["recipe.train.max_steps=6"]

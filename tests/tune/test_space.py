@@ -85,6 +85,14 @@ def test_validation_metrics_are_accepted():
         ({"scheduler": {"type": "asha", "grace": 2}}, r"scheduler.asha.grace: unknown key"),
         ({"resources": {"CPU": -1}}, r"resources: .*CPU: must be >= 0"),
         ({"max_concurrent_trials": 0}, r"max_concurrent_trials: Input should be greater than or equal to 1"),
+        ({"branch": {"keys": ["recipe.train.lr"], "trunk": {}}}, r"branch.trunk: Dictionary should have at least 1 item"),
+        ({"branch": {"keys": ["recipe.train.lr"], "trunk": {"recipe.train.lrr": 1}}},
+         r"branch: .*trunk: give the trunk run's value of each of keys \(recipe.train.lr\), got recipe.train.lrr"),
+        ({"branch": {"keys": ["recipe.train.epochs"], "trunk": {"recipe.train.epochs": 1}}},
+         r"branch.keys: recipe.train.epochs: not a key of space \(nor variant\)"),
+        ({"branch": {"keys": ["recipe.train.lr"], "trunk": {"recipe.train.lr": 1}}},
+         r"space.recipe.finetune.dropout: with branch, the trunk's keys are grids \(each trial must find its trunk\), not uniform"),
+        ({"branch": {"keys": ["variant"], "trunk": {"variant": "minilm-r2"}}}, r"branch.keys: variant: not a key of space"),
     ],
 )
 def test_validation_errors_name_the_key(changes, message):

@@ -12,13 +12,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def checkpoint_uri(checkpoint) -> str:
-    """A checkpoint's location as one string that `as_checkpoint` reads back: the local path, or
-    `<scheme>://<path>` on remote storage (Checkpoint.path alone has the scheme stripped)."""
-    scheme = checkpoint.filesystem.type_name
-    return checkpoint.path if scheme == "local" else f"{scheme}://{checkpoint.path}"
-
-
 def as_checkpoint(checkpoint):
     from ray.train import Checkpoint
 

@@ -249,7 +249,10 @@ def train_cpt(cfg: Config, out: Path, trace_dir: str | None = None) -> dict:
     task = PhasedAnswerTask(cfg.model, FinetuneSettings(method="lora", lora=cfg.lora), strings(valid, "prompt"),
                             strings(valid, "answer"), grad_accum=train.grad_accum, exports=exports, trace_dir=trace_dir)
     result, adapter = finetune(task, train, data, out / "adapter", best=False)
-    after = {str(n): exports.get(math.ceil(n / plan.batch), str(adapter.absolute())) for n in cfg.save_after_instances}
+    # a run branched from a trunk (train.branch_from: a Tune search, tune/branch.py) exports only after it
+    branched = (result.summary.get("branched_from") or {}).get("step", 0)
+    after = {str(n): exports.get(math.ceil(n / plan.batch), str(adapter.absolute())) for n in cfg.save_after_instances
+             if math.ceil(n / plan.batch) > branched}  # fmt: skip
     return {"adapter": str(adapter.absolute()), "adapters_after_instances": after, "corpus": counts,
             "phases": {"W": plan.warmup_end, "S": plan.stable_end, "A": plan.anneal_end, "B": plan.batch,
                        "schedule": schedule["schedule"], "phase_ends": list(schedule["phase_ends"]),

@@ -256,10 +256,10 @@ def train_and_evaluate(name: str, task_factory, data: RankingData, evaluation: R
     """
     import time
 
-    from recplat.eval.checkpoints import checkpoint_uri
-    from recplat.eval.significance import compare_with_run
     from recplat.eval.checkpoints import scoring_cpus
+    from recplat.eval.significance import compare_with_run
     from recplat.runtime import init_ray
+    from recplat.train.launch import checkpoint_uri
     from recplat.storage import write_json_atomic
     from recplat.train.launch import fit
 

@@ -313,12 +313,11 @@ def rank_experts(cfg: Config, valid: Questions, test: Questions) -> list[dict]:
 def run(cfg: Config) -> RunSummary:
     import time
 
-    from recplat.eval.checkpoints import checkpoint_uri
     from recplat.eval.results import evaluate_ranks
     from recplat.eval.significance import compare_metric, compare_with_run
     from recplat.runtime import init_ray
     from recplat.storage import write_json_atomic
-    from recplat.train.launch import fit
+    from recplat.train.launch import checkpoint_uri, fit
 
     started = time.time()
     init_ray()

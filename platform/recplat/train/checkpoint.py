@@ -17,6 +17,7 @@ weights_only=True)` (`load_weights_only`; DeepSpeed's own loader would use weigh
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +50,8 @@ class TrainerState:
     history: list[dict[str, float]] = field(default_factory=list)  # every validation, with "step"
     train_log: list[dict[str, float]] = field(default_factory=list)  # loss / lr / samples/s every log_every steps
     config: dict[str, Any] = field(default_factory=dict)  # resume_config(): a resume must train under the same
+    total_steps: int = 0  # the run's length (a branch checks its learning rates against this run's)
+    branched_from: dict[str, Any] | None = None  # {"path", "step"}: the checkpoint a branch started from
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -96,6 +99,40 @@ def check_resumable(checkpoint: str, saved: dict[str, Any], current: dict[str, A
             f"{checkpoint}: written under a different training config ({'; '.join(differences)}); resuming would "
             "train on under the old one. Rerun with the same settings, or start a new run (another --out / run name)"
         )
+
+
+# TrainConfig keys a branch (TrainConfig.branch_from) may set otherwise than the run it branches from:
+# how long it runs and how its schedule goes on after the branch point
+BRANCH_KEYS = ("max_steps", "epochs", "schedule", "warmup_ratio", "min_lr", "phase_ends", "branch_from")
+
+
+def check_branchable(checkpoint: str, state: TrainerState, current: dict[str, Any], total_steps: int) -> None:
+    """Refuse to branch from `checkpoint` (its `state`) into a run of `total_steps` under TrainConfig
+    dump `current` unless the branch would have trained the checkpoint's updates exactly as it did:
+    the same config but for BRANCH_KEYS, and the same learning rate at each of its `state.step`
+    updates. Then the branch ends where an uninterrupted run under `current` would (tests/train)."""
+    from recplat.errors import ConfigError
+    from recplat.train.config import TrainConfig
+    from recplat.train.schedules import schedule_for
+
+    where = f"branch_from: {checkpoint}"
+    if not state.config or not state.total_steps:
+        raise ConfigError(f"{where}: written before recplat recorded a checkpoint's config and length; "
+                          "it cannot be checked, so it cannot be branched from")
+    differences = config_differences({k: v for k, v in state.config.items() if k not in BRANCH_KEYS},
+                                      {k: v for k, v in resume_config(current).items() if k not in BRANCH_KEYS})
+    if differences:
+        raise ConfigError(f"{where}: trained under a different config ({'; '.join(differences)}); a branch may "
+                          f"change only {', '.join(BRANCH_KEYS[:-1])}")
+    if state.step >= total_steps:
+        raise ConfigError(f"{where}: it is at step {state.step}, not before this run's last step ({total_steps})")
+    saved = TrainConfig.model_validate(state.config)
+    before, after = schedule_for(saved, state.total_steps), schedule_for(TrainConfig.model_validate(current), total_steps)
+    for step in range(state.step):
+        old, new = saved.lr * before(step), saved.lr * after(step)
+        if not math.isclose(old, new, rel_tol=1e-12, abs_tol=1e-15):
+            raise ConfigError(f"{where}: update {step + 1} ran at learning rate {old:.6g} there and would run at "
+                              f"{new:.6g} here; a branch must train the checkpoint's {state.step} updates alike")
 
 
 # --- weights ---------------------------------------------------------------------------------

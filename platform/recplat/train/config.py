@@ -59,6 +59,11 @@ class TrainConfig(StrictModel):
     max_failures: int = Field(0, ge=-1)  # worker-group restarts (from the last checkpoint)
     seed: int = 0
     fail_at_step: int | None = Field(None, ge=1)  # tests only: raise once after this step
+    # start from another run's checkpoint (a directory or URI) instead of step 0, then go on along this
+    # run's own schedule (CPRec's annealing variants branch from one stable-phase run). That run must
+    # have trained under this config except for the schedule's keys (checkpoint.BRANCH_KEYS), at the
+    # same learning rate for every update up to its checkpoint (launch.py checks both)
+    branch_from: str | None = None
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "TrainConfig":

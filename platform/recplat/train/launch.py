@@ -49,6 +49,13 @@ class TrainResult:
     summary: dict[str, Any] = field(default_factory=dict)  # rank 0's loop summary: step, history, ...
 
 
+def checkpoint_uri(checkpoint) -> str:
+    """A checkpoint's location as one string that `ray.train.Checkpoint(...)` reads back: the local path, or
+    `<scheme>://<path>` on remote storage (Checkpoint.path alone has the scheme stripped)."""
+    scheme = checkpoint.filesystem.type_name
+    return checkpoint.path if scheme == "local" else f"{scheme}://{checkpoint.path}"
+
+
 def is_remote(path: str) -> bool:
     return "://" in path
 
@@ -129,7 +136,10 @@ def build_trainer(task: Task, cfg: TrainConfig, train_data):
     cfg = resolve_storage_path(cfg)
     check_earlier_checkpoints(cfg)  # before any worker starts: a changed config is refused, not resumed
     num_rows = None if cfg.max_steps is not None else train_data.count()
-    loop_config = {"task": task, "config": cfg.model_dump(), "total_steps": plan_total_steps(cfg, num_rows)}
+    total_steps = plan_total_steps(cfg, num_rows)
+    if cfg.branch_from is not None:
+        check_branch(cfg, total_steps)
+    loop_config = {"task": task, "config": cfg.model_dump(), "total_steps": total_steps}
     return TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
@@ -168,6 +178,23 @@ def check_earlier_checkpoints(cfg: TrainConfig) -> None:
         check_resumable(entry.path, saved, current)
 
 
+def check_branch(cfg: TrainConfig, total_steps: int) -> None:
+    """`branch_from` must be a recplat checkpoint this run can branch from (checkpoint.check_branchable)."""
+    import pyarrow.fs as pafs
+
+    from recplat.train.checkpoint import STATE_FILE, TrainerState, check_branchable
+
+    path = cfg.branch_from if is_remote(cfg.branch_from) else os.path.abspath(os.path.expanduser(cfg.branch_from))
+    try:
+        filesystem, root = pafs.FileSystem.from_uri(path) if is_remote(path) else (pafs.LocalFileSystem(), path)
+        with filesystem.open_input_stream(f"{root.rstrip('/')}/{STATE_FILE}") as stream:
+            state = TrainerState.from_json(stream.read().decode("utf-8"))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"branch_from: {cfg.branch_from}: not a readable recplat checkpoint ({STATE_FILE}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    check_branchable(cfg.branch_from, state, cfg.model_dump(mode="json"), total_steps)
+
+
 def fit(task: Task, cfg: TrainConfig, train_data) -> TrainResult:
     """Train `task` on `train_data` under `cfg`; a failed run raises RecplatError naming the
     failing ranks and their errors (after `max_failures` restarts)."""
@@ -196,7 +223,8 @@ def fit(task: Task, cfg: TrainConfig, train_data) -> TrainResult:
         checkpoint=result.checkpoint,
         best_checkpoint=best,
         best_metrics=best_metrics,
-        summary=result.return_value or {},
+        # the latest checkpoint's path as well: a sweep branches runs from it (tune/branch.py)
+        summary={**(result.return_value or {}), "last_checkpoint": checkpoint_uri(result.checkpoint) if result.checkpoint else None},
     )
 
 

@@ -8,6 +8,8 @@ Determinism (what makes a restarted run end with the same weights as an uninterr
 - a checkpoint records the epoch and how many micro-batches of it were consumed, and a resumed
   worker skips exactly those; checkpoints fall on optimizer-step boundaries only;
 - model, optimizer, LR scheduler and every rank's RNG state are restored.
+A branch (`TrainConfig.branch_from`) starts the same way from another run's checkpoint and then
+follows its own schedule: it ends with the weights of an uninterrupted run under its config.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from recplat.peak_memory import peak_memory_gib
 from recplat.train.checkpoint import (TrainerState, load_rng, read_state, resume_config, save_rng,
                                      seed_everything, write_state)
 from recplat.train.config import TrainConfig
+from recplat.train.schedules import schedule_for, switch_schedule
 
 logger = logging.getLogger("recplat.train")
 
@@ -52,8 +55,9 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
     from recplat.train.strategies import make_strategy
 
     strategy = make_strategy(task.build_model(), cfg, total_steps)
-    state = _resume(strategy, cfg, rank)
+    state = _resume(strategy, cfg, rank, total_steps)
     state.config = resume_config(loop_config["config"])  # saved with every checkpoint (launch checks it)
+    state.total_steps = total_steps
     resumed_from = state.step if ray.train.get_checkpoint() is not None else None
     fault = FaultInjector(cfg, rank)
     shard = ray.train.get_dataset_shard("train")
@@ -106,7 +110,7 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
                     state.step, cfg.metric, cfg.patience, state.best, state.best_step)
     return {"step": state.step, "total_steps": total_steps, "epoch": state.epoch, "resumed_from": resumed_from,
             "stopped_early": state.stopped_early, "best": state.best, "best_step": state.best_step,
-            "history": state.history, "train_log": state.train_log,
+            "branched_from": state.branched_from, "history": state.history, "train_log": state.train_log,
             "cost": _cost(time.perf_counter() - started - paused_total, (state.step - first_step) * samples_per_step)}
 
 
@@ -150,10 +154,16 @@ def _configure_worker(cfg: TrainConfig, rank: int) -> None:
         logger.propagate = False
 
 
-def _resume(strategy, cfg: TrainConfig, rank: int) -> TrainerState:
+def _resume(strategy, cfg: TrainConfig, rank: int, total_steps: int) -> TrainerState:
+    """The run's own latest checkpoint (a restart), else `branch_from`'s (a branch: that run's
+    weights, optimizer, position in the data, RNG and history, then this run's schedule), else a
+    fresh start."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
+    branch = checkpoint is None and cfg.branch_from is not None
+    if branch:
+        checkpoint = ray.train.Checkpoint(cfg.branch_from)
     if checkpoint is None:
         seed_everything(cfg.seed + rank)  # per-rank streams (dropout, sampling) from here on
         return TrainerState()
@@ -163,9 +173,12 @@ def _resume(strategy, cfg: TrainConfig, rank: int) -> TrainerState:
         strategy.restore(directory)
         if not load_rng(directory, rank):  # the world size changed: fresh, still seeded, streams
             seed_everything(cfg.seed + rank + 7919 * state.step)
+    if branch:
+        switch_schedule(strategy.scheduler, schedule_for(cfg, total_steps))
+        state.branched_from = {"path": cfg.branch_from, "step": state.step}
     if rank == 0:
-        logger.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint.path, state.step,
-                    state.epoch, state.batch_in_epoch)
+        logger.info("%s %s at step %d (epoch %d, batch %d)", "branched from" if branch else "resumed from",
+                    checkpoint.path, state.step, state.epoch, state.batch_in_epoch)
     return state
 
 

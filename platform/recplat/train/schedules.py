@@ -8,7 +8,8 @@ warmup rises linearly from 0 at step 0 to 1 at `warmup_steps`.
 CPRec's Warmup-Stable-Annealing (`wsa`, Eq. 2-3) and its no-annealing ablation (`warmup_stable`)
 take their phase ends (W, S) from `TrainConfig.phase_ends` and their floor eta_l from
 `TrainConfig.min_lr`; `schedule_for(cfg, total_steps)` builds any registered schedule from a
-TrainConfig. Adding a schedule: a class with `__call__(step) -> multiplier` here, registered in
+TrainConfig. A run that branches from another run's checkpoint (`TrainConfig.branch_from`: CPRec's
+annealing variants from one stable phase) goes on along its own schedule: `switch_schedule`. Adding a schedule: a class with `__call__(step) -> multiplier` here, registered in
 `SCHEDULES`, its name in `TrainConfig.schedule`.
 """
 
@@ -140,3 +141,17 @@ def schedule_for(cfg, total_steps: int):
     if cfg.schedule in PHASED:
         return wsa_schedule(cfg.schedule, total_steps, cfg.phase_ends, cfg.min_lr / cfg.lr, cfg.warmup_ratio)
     return build_lr_lambda(cfg.schedule, total_steps, cfg.warmup_ratio)
+
+
+def switch_schedule(scheduler, lr_lambda) -> None:
+    """Make a restored LambdaLR go on along `lr_lambda` from the step it was saved at.
+
+    `LambdaLR.load_state_dict` writes the saved schedule object's fields back into the new one
+    (a WsaSchedule would get the old run's anneal_end), and the optimizer's groups come back at the
+    old run's next learning rate. A branch (train/loop.py) replaces both: the multipliers from here
+    on are `lr_lambda`'s, and so is the learning rate of the next update."""
+    groups = scheduler.optimizer.param_groups
+    scheduler.lr_lambdas = [lr_lambda] * len(groups)
+    for group, base in zip(groups, scheduler.base_lrs):
+        group["lr"] = base * lr_lambda(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in groups]

@@ -10,6 +10,8 @@ The sweep folder (default runs/<job>-<profile>-tune-<search>):
     tune/                     Tune's experiment (state, one folder per trial with its results);
                               with --storage it lives at <storage>/<sweep folder name> instead
     trials/<trial id>/        each trial's run directory: summary.json, test/, checkpoints/
+    tune-trunks/, trunks/     a branching search's trunks (their experiment, their run directories):
+                              trained first, every trial starts from its trunk's checkpoint (branch.py)
     sweep.json                the table (one row per trial), the best trial, its `recplat run` line
     report/                   sweep.md and the plots (results.py)
 
@@ -33,6 +35,7 @@ from recplat.tune.trial import SweepContext, run_trial
 
 EXPERIMENT_NAME = "tune"  # the experiment folder under the sweep folder (local storage)
 DEFAULT_SEARCH = "grid"  # the name of the implied search over a profile's sweep/grid
+TRUNKS_SUFFIX = "-trunks"  # a branching search's first experiment: tune-trunks/ (tune/branch.py)
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,20 @@ class SweepPlan:
     def where(self) -> str:
         return f"{self.spec.path}: profiles.{self.profile}.tune.{self.search_name}"
 
+    def experiment_location(self, trunks: bool = False) -> tuple[str, str]:
+        """(storage path, name) of the sweep's Tune experiment, or of its trunks' (tune/branch.py)."""
+        suffix = TRUNKS_SUFFIX if trunks else ""
+        if self.storage is None:
+            return str(self.out), EXPERIMENT_NAME + suffix
+        return self.storage.rstrip("/"), self.out.name + suffix
+
     @property
     def experiment_path(self) -> str:
-        if self.storage is None:
-            return str(self.out / EXPERIMENT_NAME)
-        return f"{self.storage.rstrip('/')}/{self.out.name}"
+        return "/".join(self.experiment_location())
+
+    @property
+    def trunk_path(self) -> str:
+        return "/".join(self.experiment_location(trunks=True))
 
 
 def pick_search(spec, profile: str, name: str | None) -> tuple[str, TuneSearch | None]:
@@ -114,6 +126,8 @@ def plan_sweep(name: str, profile: str, search_name: str | None = None, out: str
             for v in variants:
                 _plan_one(plan, catalog, v, [override_text(key, value)], f"space.{key}: {value!r}")
     _check_metric(plan, runs)
+    if search.branch is not None:
+        _check_branch(plan, train)
     max_t = train.max_steps if train is not None else None
     if search.scheduler.type == "asha":
         if train is None or train.eval_every is None:
@@ -162,6 +176,18 @@ def _plan_one(plan: SweepPlan, catalog, variant: str | None, extra: list[str], l
         raise ConfigError(f"{plan.where}" + (f".{label}" if label else "") + f": {exc}") from None
 
 
+def _check_branch(plan: SweepPlan, train) -> None:
+    """A branching search: the recipe trains (recipe.train), and every trunk plans."""
+    from recplat.train.config import TrainConfig
+    from recplat.tune.branch import trunk_overrides
+
+    if not isinstance(train, TrainConfig):
+        raise ConfigError(f"{plan.where}.branch: the recipe has no train section to branch (recipe.train.branch_from)")
+    extra = trunk_overrides(plan.search)
+    for key, value in plan.search.branch.trunk.items():
+        _plan_one(plan, plan.catalog, None, extra, f"branch.trunk.{key}: {value!r}")
+
+
 def _check_metric(plan: SweepPlan, runs: list) -> None:
     """The objective must be a key the training loop reports at every validation."""
     metric = plan.search.metric
@@ -175,51 +201,64 @@ def _check_metric(plan: SweepPlan, runs: list) -> None:
                               f"(it validates {', '.join(dict.fromkeys(reported)) or 'nothing'})")
 
 
-def build_tuner(plan: SweepPlan, resume: bool):
-    """A new Tuner, or the restored one (`resume`): nothing already in storage is replaced."""
+def build_tuner(plan: SweepPlan, resume: bool, branches: dict[str, str] | None = None):
+    """A new Tuner, or the restored one (`resume`): nothing already in storage is replaced.
+    `branches`: a branching search's trunks (tune/branch.py), which every trial starts from."""
     from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from recplat.tune.mixture import mixture_trial
 
+    branch_keys = tuple(plan.search.branch.keys) if plan.search.branch else ()
     context = SweepContext(plan.spec.name, plan.profile, str(plan.out), plan.overrides, plan.search.metric,
-                           plan.catalog)
+                           plan.catalog, branches=branches, branch_keys=branch_keys)
     mixture = plan.search.trials == "mixture"
     trial = mixture_trial if mixture else run_trial
     trainable = tune.with_resources(tune.with_parameters(trial, sweep=context), dict(plan.search.resources))
     check_experiment(plan, resume)
-    if resume:
-        return tune.Tuner.restore(plan.experiment_path, trainable, resume_errored=True)
+    # reuse_actors: a mixture trial's process keeps its loaded model for the next trial
+    return experiment_tuner(plan, trainable, plan.search.param_space(), resume, reuse_actors=mixture)
+
+
+def experiment_tuner(plan: SweepPlan, trainable, param_space: dict, resume: bool, trunks: bool = False,
+                     reuse_actors: bool = False):  # fmt: skip
+    """The Tuner of the sweep's experiment (or of its trunks'): restored when `resume` finds it."""
+    from ray import tune
+    from ray.tune.schedulers import FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    storage, name = plan.experiment_location(trunks)
+    if resume and tune.Tuner.can_restore(f"{storage}/{name}"):
+        return tune.Tuner.restore(f"{storage}/{name}", trainable, resume_errored=True)
     search = plan.search
     tune_config = tune.TuneConfig(
-        metric=search.metric, mode=search.mode, num_samples=search.num_samples,
+        metric=search.metric, mode=search.mode, num_samples=1 if trunks else search.num_samples,
         # the generator bounds concurrency itself: Tune ignores max_concurrent_trials next to one
         search_alg=BasicVariantGenerator(random_state=search.seed, max_concurrent=search.max_concurrent_trials or 0),
-        scheduler=search.build_scheduler(plan.max_t),
-        reuse_actors=mixture,  # a mixture trial's process keeps its loaded model for the next trial
+        scheduler=FIFOScheduler() if trunks else search.build_scheduler(plan.max_t),
+        reuse_actors=reuse_actors,
     )  # fmt: skip
-    storage = plan.storage or str(plan.out)
-    name = plan.out.name if plan.storage else EXPERIMENT_NAME
     run_config = tune.RunConfig(name=name, storage_path=storage, verbose=1)
-    return tune.Tuner(trainable, param_space=search.param_space(), tune_config=tune_config, run_config=run_config)
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
 def check_experiment(plan: SweepPlan, resume: bool) -> None:
-    """--resume needs a saved experiment; a new sweep must not land on one (nothing is replaced)."""
+    """--resume needs a saved experiment (a branching search's trunks come first); a new sweep must
+    not land on one (nothing is replaced)."""
     from ray import tune
 
-    path = plan.experiment_path
-    exists = tune.Tuner.can_restore(path)
-    if resume and not exists:
-        raise ConfigError(f"{path}: no sweep to resume there (run it without --resume first)")
-    if not resume and exists:
-        raise ConfigError(f"{path}: a sweep is already there: continue it with --resume, or pass another --out")
+    paths = ([plan.trunk_path] if plan.search.branch else []) + [plan.experiment_path]
+    saved = [path for path in paths if tune.Tuner.can_restore(path)]
+    if resume and not saved:
+        raise ConfigError(f"{paths[0]}: no sweep to resume there (run it without --resume first)")
+    if not resume and saved:
+        raise ConfigError(f"{saved[0]}: a sweep is already there: continue it with --resume, or pass another --out")
 
 
 def run_sweep(plan: SweepPlan, resume: bool = False, address: str | None = None):
     """Prepare the data once, run (or resume) the experiment, write the table and the plots."""
     from recplat.run import prepare_run
     from recplat.runtime import init_ray
+    from recplat.tune.branch import run_trunks
     from recplat.tune.mixture import train_specific_adapters
     from recplat.tune.results import sweep_table, write_sweep
 
@@ -230,26 +269,36 @@ def run_sweep(plan: SweepPlan, resume: bool = False, address: str | None = None)
         prepare_run(next(r for r in plan.runs if r.data_dir == data_dir))
     if plan.search.trials == "mixture":
         train_specific_adapters(plan)
-    tuner = build_tuner(plan, resume)
+    trunks = None
+    if plan.search.branch is not None:
+        trunks = run_trunks(plan, resume)
+        if trunks is None:
+            return None
+    tuner = build_tuner(plan, resume, {key: trunk["checkpoint"] for key, trunk in (trunks or {}).items()} or None)
     grid = tuner.fit()
-    unfinished = unfinished_trials(plan)
-    if unfinished:  # Tune caught Ctrl-C (or SIGTERM), saved the experiment and returned
-        print(f"[tune] interrupted with {unfinished} trial(s) unfinished; continue with `{resume_command(plan)}`",
-              flush=True)
+    if interrupted(plan, plan.experiment_path, plan.search.num_samples * grid_points(plan.search.space)):
         return None
-    table = sweep_table(grid, plan)
+    table = sweep_table(grid, plan, list((trunks or {}).values()))
     write_sweep(table, plan)
     return table
 
 
-def unfinished_trials(plan: SweepPlan) -> int:
-    """Trials not yet finished (nor failed) in the saved experiment, counting those not yet created.
+def grid_points(space: dict) -> int:
+    return math.prod(len(p.grid) for p in space.values() if p.kind == "grid")
+
+
+def interrupted(plan: SweepPlan, path: str, expected: int) -> bool:
+    """True (and says how to go on) when the experiment at `path` has trials not yet finished (nor
+    failed), counting those not yet created: Tune caught Ctrl-C (or SIGTERM), saved it and returned.
     After an interrupt Tune marks its live trials terminated in memory but saves them as pending."""
     from ray.tune import ExperimentAnalysis
 
-    trials = ExperimentAnalysis(plan.experiment_path).trials
-    expected = plan.search.num_samples * math.prod(len(p.grid) for p in plan.search.space.values() if p.kind == "grid")
-    return sum(t.status not in ("TERMINATED", "ERROR") for t in trials) + max(0, expected - len(trials))
+    trials = ExperimentAnalysis(path).trials
+    unfinished = sum(t.status not in ("TERMINATED", "ERROR") for t in trials) + max(0, expected - len(trials))
+    if unfinished:
+        print(f"[tune] interrupted with {unfinished} trial(s) unfinished; continue with `{resume_command(plan)}`",
+              flush=True)
+    return unfinished > 0
 
 
 def resume_command(plan: SweepPlan) -> str:

@@ -2,6 +2,7 @@
 and plots (the objective against each parameter; the learning curves of every trial).
 
     <sweep>/sweep.json        {"job", "profile", "search", "metric", "mode", "rows": [...], "best", "command"}
+                              (+ "trunks", "trunk_overrides" for a branching search: tune/branch.py)
     <sweep>/report/sweep.md   the table, best first, and the command
     <sweep>/report/objective_vs_<key>.png, learning_curves.png
 
@@ -61,8 +62,9 @@ def trial_row(result, metric: str, mode: str, configs: dict[str, dict] = {}) -> 
     }  # fmt: skip
 
 
-def sweep_table(grid, plan) -> dict[str, Any]:
-    """The sweep's record: rows (best objective first), the best done trial and its command."""
+def sweep_table(grid, plan, trunks: list[dict] = ()) -> dict[str, Any]:
+    """The sweep's record: rows (best objective first), the best done trial and its command, and the
+    trunk runs its trials branched from (tune/branch.py), if any."""
     from ray.tune import ExperimentAnalysis
 
     metric, mode = plan.search.metric, plan.search.mode
@@ -74,6 +76,7 @@ def sweep_table(grid, plan) -> dict[str, Any]:
         "overrides": list(plan.overrides), "experiment": plan.experiment_path, "rows": rows,
         "best": best["trial"] if best else None,
         "command": best_command(plan.spec.name, plan.profile, plan.overrides, best["params"]) if best else None,
+        **({"trunks": list(trunks), "trunk_overrides": dict(plan.search.branch.trunk)} if trunks else {}),
     }  # fmt: skip
 
 
@@ -96,6 +99,11 @@ def format_markdown(record: dict[str, Any], digits: int = 4) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     text = (f"# {record['job']} ({record['profile']}): search {record['search']}, {record['mode']} "
             f"{record['metric']} on validation\n\n" + "\n".join(lines) + "\n")
+    if record.get("trunks"):
+        shared = ", ".join(f"{k}={v}" for k, v in record["trunk_overrides"].items())
+        text += (f"\nEvery trial branched from the last checkpoint of its trunk, the run with the same parameters "
+                 f"and {shared} ({len(record['trunks'])} trunk run(s), in trunks/); a branch ends as the same run "
+                 "made in one go would.\n")
     if record["command"]:
         text += f"\nBest trial {record['best']}; to run it alone:\n\n    {record['command']}\n"
     else:

@@ -125,6 +125,28 @@ class Asha(StrictModel):
 Scheduler = Annotated[Union[Fifo, Asha], Field(discriminator="type")]
 
 
+class Branch(StrictModel):
+    """Trials that differ only in `keys` share their first updates: each group's common start (the
+    trunk) is trained once, and its trials branch from the trunk's last checkpoint (tune/branch.py).
+
+        branch:
+          keys: [recipe.cpt.anneal_end]       # space keys that change only the updates after the trunk
+          trunk: {recipe.cpt.anneal_end: 6}   # the trunk run's values of them (CPRec: A = S, no annealing)
+
+    The trunk must end where its branches part: the training spine refuses a branch that would have
+    trained the trunk's updates otherwise (train/checkpoint.py check_branchable)."""
+
+    keys: list[str] = Field(min_length=1)
+    trunk: dict[str, Any] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _trunk_has_every_key(self) -> "Branch":
+        if set(self.trunk) != set(self.keys):
+            raise ValueError(f"trunk: give the trunk run's value of each of keys ({', '.join(self.keys)}), "
+                             f"got {', '.join(self.trunk) or 'none'}")
+        return self
+
+
 class TuneSearch(StrictModel):
     """One named search of a profile (see the module docstring)."""
 
@@ -141,6 +163,7 @@ class TuneSearch(StrictModel):
     # merge coefficients or its entropy adaptation's lr, the adapters trained once and loaded once
     # per trial process (mixture.py)
     trials: Literal["train", "mixture"] = "train"
+    branch: Branch | None = None  # trials that share a trunk branch from it (CPRec's annealing variants)
 
     @field_validator("metric")
     @classmethod
@@ -164,6 +187,21 @@ class TuneSearch(StrictModel):
                 raise ValueError(f"{key}: keys are `variant` or start with {' or '.join(f'{s}.' for s in SPACE_SECTIONS)}"
                                  " (e.g. recipe.train.lr)")
         return space
+
+    @model_validator(mode="after")
+    def _branch_keys(self) -> "TuneSearch":
+        if self.branch is None:
+            return self
+        if self.trials != "train":
+            raise ValueError("branch: only training trials branch from a trunk run")
+        unknown = [k for k in self.branch.keys if k not in self.space or k == VARIANT_KEY]
+        if unknown:
+            raise ValueError(f"branch.keys: {', '.join(unknown)}: not a key of space (nor variant)")
+        drawn = [k for k, p in self.space.items() if k not in self.branch.keys and p.kind != "grid"]
+        if drawn:
+            raise ValueError(f"space.{drawn[0]}: with branch, the trunk's keys are grids (each trial must find "
+                             f"its trunk), not {self.space[drawn[0]].kind}")
+        return self
 
     @field_validator("resources")
     @classmethod
@@ -225,3 +263,11 @@ def override_text(key: str, value: Any) -> str:
 def trial_overrides(config: dict[str, Any]) -> tuple[str | None, list[str]]:
     """A trial's Tune config -> (its variant, its `key=value` overrides in the space's order)."""
     return config.get(VARIANT_KEY), [override_text(k, v) for k, v in config.items() if k != VARIANT_KEY]
+
+
+def trunk_key(config: dict[str, Any], branch_keys) -> str:
+    """What names a trial's trunk (tune/branch.py): its values of every key but the branch keys."""
+    import json
+
+    plain = {k: v.item() if hasattr(v, "item") else v for k, v in config.items() if k not in branch_keys}
+    return json.dumps(plain, sort_keys=True)

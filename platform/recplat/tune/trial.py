@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from recplat.errors import RecplatError
-from recplat.tune.space import TIME_ATTR, trial_overrides
+from recplat.tune.space import TIME_ATTR, override_text, trial_overrides, trunk_key
 
 TRIALS_DIR = "trials"  # <sweep out>/trials/<trial id>/: the trial's run directory (summary.json, test/)
 TEST_PREFIX = "test/"  # the final result's test metrics: test/recall@1, ...
 FINAL_KEY = "final"  # set on the trial's last result (after the test evaluation)
+LAST_CHECKPOINT = "last_checkpoint"  # the final result's path of the run's latest checkpoint (a trunk's)
+BRANCH_FROM = "recipe.train.branch_from"  # the override that starts a trial from its trunk's checkpoint
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,10 @@ class SweepContext:
     overrides: tuple[str, ...]  # the command line's, applied before each trial's own
     metric: str
     catalog: Any  # recplat.catalog.Catalog
+    folder: str = TRIALS_DIR  # the trials' run directories: <out>/<folder>/<trial id> (trunks: tune/branch.py)
+    # a branching search's second stage: trunk key (space.trunk_key) -> the trunk's last checkpoint
+    branches: dict[str, str] | None = None
+    branch_keys: tuple[str, ...] = ()
 
 
 def validation_report_callback(metric: str):
@@ -57,8 +63,8 @@ def validation_report_callback(metric: str):
     return ValidationReportCallback()
 
 
-def trial_dir(out: str | Path, trial_id: str) -> Path:
-    return Path(out) / TRIALS_DIR / trial_id
+def trial_dir(out: str | Path, trial_id: str, folder: str = TRIALS_DIR) -> Path:
+    return Path(out) / folder / trial_id
 
 
 def run_trial(config: dict[str, Any], sweep: SweepContext) -> None:
@@ -71,9 +77,11 @@ def run_trial(config: dict[str, Any], sweep: SweepContext) -> None:
 
     trial_id = tune.get_context().get_trial_id()
     variant, overrides = trial_overrides(config)
+    if sweep.branches is not None:  # the trunk's checkpoint; not a parameter: the best command runs in one go
+        overrides.append(override_text(BRANCH_FROM, sweep.branches[trunk_key(config, sweep.branch_keys)]))
     plan = plan_job(sweep.job, sweep.profile, variant, sweep.out, [*sweep.overrides, *overrides], sweep.catalog)
     run = plan.runs[0]
-    cfg = run.config.model_copy(update={"out": str(trial_dir(sweep.out, trial_id))})
+    cfg = run.config.model_copy(update={"out": str(trial_dir(sweep.out, trial_id, sweep.folder))})
     if not (run.data_dir / "manifest.json").is_file():
         raise RecplatError(f"trial {trial_id}: no prepared dataset in {run.data_dir} (the driver prepares it)")
     print(f"[tune] trial {trial_id}: {' '.join(([f'variant={variant}'] if variant else []) + overrides)}",
@@ -81,8 +89,10 @@ def run_trial(config: dict[str, Any], sweep: SweepContext) -> None:
     if (Path(cfg.out) / SUMMARY_FILE).is_file():
         print(f"[tune] trial {trial_id}: its run finished before the driver stopped; reporting {cfg.out}", flush=True)
         summary = RunSummary.read(cfg.out)
-        for record in (summary.train or {}).get("history", []):  # the curve, as the loop reported it
-            if sweep.metric in record:
+        train = summary.train or {}
+        start = (train.get("branched_from") or {}).get("step", 0)  # a branch's history starts with its trunk's
+        for record in train.get("history", []):  # the curve, as the loop reported it
+            if sweep.metric in record and record["step"] > start:
                 tune.report(record)
     else:
         with run_callbacks(validation_report_callback(sweep.metric)):
@@ -100,6 +110,8 @@ def final_result(summary, metric: str, out: str) -> dict[str, Any]:
                               "best_checkpoint": summary.best_checkpoint}
     if summary.train and TIME_ATTR in summary.train:
         result[TIME_ATTR] = summary.train[TIME_ATTR]
+    if summary.train and summary.train.get(LAST_CHECKPOINT):
+        result[LAST_CHECKPOINT] = summary.train[LAST_CHECKPOINT]
     for name, value in (summary.overall or {}).items():
         if isinstance(value, (int, float)):
             result[TEST_PREFIX + name] = value
