@@ -291,8 +291,9 @@ def llara_config(cfg: Config, adapter: str | None, out: Path):
     elif "dataset" not in data:
         raise ConfigError("sft.data.dataset: cpt_then_sft pre-trains on data.dataset and fine-tunes on this one")
     # what is set on this recipe's train section (`recplat run` fills the job's resources there)
-    # applies to LLaRA's as well
-    train = {**cfg.train.model_dump(include=cfg.train.model_fields_set), **(cfg.sft.get("train") or {})}
+    # applies to LLaRA's as well, but for a CPT branch's starting checkpoint
+    inherited = cfg.train.model_fields_set - {"branch_from"}
+    train = {**cfg.train.model_dump(include=inherited), **(cfg.sft.get("train") or {})}
     settings = {**cfg.sft, "data": data, "train": train, "out": str(out), "init_from": adapter}
     if cfg.stage == "evaluate":
         settings["stage"] = "zero_shot"  # Table 4: CPRec w/o SFT

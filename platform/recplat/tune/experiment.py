@@ -202,8 +202,8 @@ def _check_metric(plan: SweepPlan, runs: list) -> None:
 
 
 def build_tuner(plan: SweepPlan, resume: bool, branches: dict[str, str] | None = None):
-    """A new Tuner, or the restored one (`resume`): nothing already in storage is replaced.
-    `branches`: a branching search's trunks (tune/branch.py), which every trial starts from."""
+    """A new Tuner, or the restored one (`resume`; run_sweep has checked that a new one replaces
+    nothing: check_experiment). `branches`: a branching search's trunks (tune/branch.py), which every trial starts from."""
     from ray import tune
 
     from recplat.tune.mixture import mixture_trial
@@ -214,7 +214,6 @@ def build_tuner(plan: SweepPlan, resume: bool, branches: dict[str, str] | None =
     mixture = plan.search.trials == "mixture"
     trial = mixture_trial if mixture else run_trial
     trainable = tune.with_resources(tune.with_parameters(trial, sweep=context), dict(plan.search.resources))
-    check_experiment(plan, resume)
     # reuse_actors: a mixture trial's process keeps its loaded model for the next trial
     return experiment_tuner(plan, trainable, plan.search.param_space(), resume, reuse_actors=mixture)
 
