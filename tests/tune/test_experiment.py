@@ -176,3 +176,19 @@ def test_a_branch_search_plans_its_trunks(tmp_path):
             "branch": {"keys": ["recipe.train.max_steps"], "trunk": {"recipe.train.max_steps": 6}}}
     plan = plan_sweep(FIG7, "smoke", out=tmp_path / "f", catalog=_catalog_with(tmp_path / "f7", {"s": fig7}))
     assert trunk_overrides(plan.search) == ["recipe.train.max_steps=6"]
+
+
+def test_a_branching_sweep_resumes_from_its_trunks(catalog, tmp_path):
+    """--resume after a driver died while training the trunks: only tune-trunks/ is saved; a new sweep
+    is refused on either experiment (nothing is replaced)."""
+    from recplat.tune.experiment import check_experiment
+
+    plan = plan_sweep("cprec/cpt", "smoke", out=tmp_path / "w", catalog=catalog)
+    with pytest.raises(ConfigError, match=r"w/tune-trunks: no sweep to resume there"):
+        check_experiment(plan, resume=True)
+    check_experiment(plan, resume=False)
+    (tmp_path / "w" / "tune-trunks").mkdir(parents=True)
+    (tmp_path / "w" / "tune-trunks" / "tuner.pkl").write_bytes(b"")  # what Tuner.can_restore looks for
+    check_experiment(plan, resume=True)
+    with pytest.raises(ConfigError, match=r"w/tune-trunks: a sweep is already there: continue it with --resume"):
+        check_experiment(plan, resume=False)
