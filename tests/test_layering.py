@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "platform" / "recplat"
 
 LAYERS = [
     {"recplat", "errors"},
-    {"config", "storage", "runtime", "peak_memory"},  # typed configs; atomic writes; Ray start-up; memory
+    {"config", "storage", "runtime", "peak_memory", "tracking"},  # typed configs; atomic writes; Ray start-up; memory; MLflow
     {"preflight"},  # driver-side checks before Ray starts
     {"adapters", "data", "train"},  # peft helpers; data plane; training spine
     {"models"},

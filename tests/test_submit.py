@@ -250,14 +250,23 @@ def test_submit_to_a_local_cluster_end_to_end(ray_head, tmp_path, capsys):
     land under the storage root, not in the job's working directory (Ray's package cache). The
     job is `recplat run` on the head, so its results are checked as test_run checks a CLI run's."""
     address = ray_head["address"]
-    entrypoint, _ = job_entrypoint(*SMOKE_JOB, None, STEPS, str(tmp_path / "root"))
+    entrypoint, _ = job_entrypoint(*SMOKE_JOB, None, STEPS, str(tmp_path / "root"), mlflow=True)
+    assert " --mlflow " in entrypoint
     job_id = submit_entrypoint(
         entrypoint, address,
         runtime_env=build_runtime_env(), submission_id=f"recplat-e2e-{secrets.token_hex(3)}",
     )  # fmt: skip
     status = follow_job(address, job_id, out=open(os.devnull, "w"), timeout=300)
     assert status == "SUCCEEDED", connect(address).get_job_logs(job_id)[-3000:]
-    check_smoke_run(tmp_path / "root" / "llmrec-table4_sasrec-smoke", STEPS, capsys)
+    out = tmp_path / "root" / "llmrec-table4_sasrec-smoke"
+    check_smoke_run(out, STEPS, capsys)
+    # --mlflow: the run in a file store beside it, with the test metrics of run.json
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=(out / "mlruns").as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name(f"{SMOKE_JOB[0]} ({SMOKE_JOB[1]})").experiment_id])
+    overall = json.loads((out / "run.json").read_text())["runs"]["run"]["summary"]["overall"]
+    assert run.data.metrics["test/recall_at_1"] == overall["recall@1"] and run.data.params["arch"] == "sasrec" and run.data.params["train.max_steps"] == "4"
 
 
 @pytest.mark.heavy  # a second 100 s job; the path it adds is the shipped cluster/runtime_env.yaml

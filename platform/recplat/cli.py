@@ -21,6 +21,7 @@ PROFILE_HELP = (
     "paper (the paper's data, models and GPUs: needs the raw data, so pass it explicitly, usually on a "
     "cluster via `recplat submit`)"
 )
+MLFLOW_HELP = "log to MLflow (MLFLOW_TRACKING_URI if set, else a file store in <out>/mlruns; pip install 'recplat[mlflow]'):"
 
 
 def _add_prepare(sub) -> None:
@@ -188,6 +189,8 @@ def _add_submit(sub) -> None:
     p.add_argument("--timeout", type=float, help="with --wait: give up waiting after this many seconds")
     p.add_argument("--pip", action="store_true", help="install pyproject's pinned requirements in the job's env")
     p.add_argument("--dry-run", action="store_true", help="print the entrypoint and runtime_env, submit nothing")
+    p.add_argument("--mlflow", action="store_true", help=MLFLOW_HELP + " the job's `recplat run --mlflow` (set "
+                   "MLFLOW_TRACKING_URI in the job's env_vars for a tracking server)")
     p.add_argument("--storage-root", default="~/recplat-runs",
                    help="folder on the head node for the run's data, checkpoints and run.json (default: ~/recplat-runs)")
     p.add_argument("--allow-plain-http", action="store_true",
@@ -212,7 +215,8 @@ def _run_submit(args) -> int:
     validate_job(spec, args.profile, args.variant, args.overrides)  # and a bad recipe section
     from recplat.submit import PLAIN_HTTP_OPT_IN, describe_upload, job_entrypoint
 
-    entrypoint, run_dir = job_entrypoint(spec.name, args.profile, args.variant, list(args.overrides), args.storage_root)
+    entrypoint, run_dir = job_entrypoint(spec.name, args.profile, args.variant, list(args.overrides), args.storage_root,
+                                         mlflow=args.mlflow)
     runtime_env = build_runtime_env(pip=args.pip)
     print(f"recplat: {describe_upload(runtime_env)}", file=sys.stderr)
     if args.dry_run:
@@ -291,6 +295,7 @@ def _add_run(sub) -> None:
     p.add_argument("--variant", help="one variant of the profile's sweep (default: all of them, in turn)")
     p.add_argument("--out", help="the run directory (default: runs/<job>-<profile>[-<variant>])")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--mlflow", action="store_true", help=MLFLOW_HELP + " each finished run")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. recipe.train.max_steps=5 data.kcore.user=3")
     p.set_defaults(func=lambda args: __import__("recplat.run", fromlist=["main"]).main(args))
 
@@ -311,6 +316,7 @@ def _add_tune(sub) -> None:
     p.add_argument("--storage", help="keep Tune's experiment at this URI (s3://..., gs://...) instead of <out>/tune")
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out (finished trials are kept)")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--mlflow", action="store_true", help=MLFLOW_HELP + " each trial, at every result")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every trial, e.g. resources.num_workers=1")
     p.set_defaults(func=lambda args: __import__("recplat.tune.experiment", fromlist=["main"]).main(args))
 

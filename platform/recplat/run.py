@@ -198,11 +198,17 @@ def record_run(plan: JobPlan, record: dict, run: PlannedRun, summary: RunSummary
 
 
 def run_job(name: str, profile: str = "paper", variant: str | None = None, out: str | Path | None = None,
-            overrides: list[str] = (), address: str | None = None, catalog: Catalog | None = None) -> dict:  # fmt: skip
-    """Run a catalog job (every variant of its sweep unless `variant`) and return run.json's content."""
+            overrides: list[str] = (), address: str | None = None, catalog: Catalog | None = None,
+            mlflow: bool = False) -> dict:  # fmt: skip
+    """Run a catalog job (every variant of its sweep unless `variant`) and return run.json's content;
+    `mlflow`: log each finished run to MLflow (recplat/tracking.py)."""
     from recplat.runtime import init_ray
 
     plan = plan_job(name, profile, variant, out, overrides, catalog)  # everything checked before Ray starts
+    if mlflow:
+        from recplat.tracking import require_mlflow
+
+        require_mlflow()
     from recplat.preflight import check_run
 
     check_run(plan.out, [r.data_dir for r in plan.runs], [r.config.model_dump() for r in plan.runs],
@@ -215,12 +221,19 @@ def run_job(name: str, profile: str = "paper", variant: str | None = None, out: 
         print(f"[run] {label}: preparing the data in {run.data_dir}", flush=True)
         prepare_run(run)
         print(f"[run] {label}: running the {plan.spec.recipe} recipe into {run.config.out}", flush=True)
-        record_run(plan, record, run, execute_run(plan.spec.recipe, run.config), time.time() - started)
+        summary = execute_run(plan.spec.recipe, run.config)
+        record_run(plan, record, run, summary, time.time() - started)
+        if mlflow:
+            from recplat.tracking import log_run, tracking_uri
+
+            uri, experiment = tracking_uri(plan.out), f"{plan.spec.name} ({profile})"
+            run_id = log_run(uri, experiment, run.subdir, run.config.model_dump(mode="json"), summary.to_json())
+            print(f"[run] {label}: logged to MLflow {uri}, experiment {experiment!r}, run {run_id}", flush=True)
     print(f"[run] done: {plan.out / RUN_FILE} (`recplat report {plan.spec.name} --profile {profile} --out {plan.out}`)",
           flush=True)
     return record
 
 
 def main(args) -> int:
-    run_job(args.name, args.profile, args.variant, args.out, args.overrides, address=args.address)
+    run_job(args.name, args.profile, args.variant, args.out, args.overrides, address=args.address, mlflow=args.mlflow)
     return 0

@@ -139,9 +139,9 @@ def describe_upload(runtime_env: dict[str, Any]) -> str:
 
 
 def job_entrypoint(name: str, profile: str, variant: str | None, overrides: list[str],
-                   storage_root: str = DEFAULT_STORAGE_ROOT) -> tuple[str, str]:  # fmt: skip
+                   storage_root: str = DEFAULT_STORAGE_ROOT, mlflow: bool = False) -> tuple[str, str]:  # fmt: skip
     """The shell command of a catalog job's Ray job and its run folder on the cluster:
-    `recplat run NAME --profile P [--variant V] --out ROOT/<run name> [overrides]`. The run writes its
+    `recplat run NAME --profile P [--variant V] --out ROOT/<run name> [--mlflow] [overrides]`. The run writes its
     data, checkpoints and run.json there, not in Ray's package cache (the job's working directory,
     which Ray deletes). `recplat run` expands a leading `~` to the head's home."""
     from recplat.catalog import Catalog
@@ -152,7 +152,7 @@ def job_entrypoint(name: str, profile: str, variant: str | None, overrides: list
                           "supported for the run folder; set recipe.train.storage_path for checkpoints)")
     out = f"{storage_root.rstrip('/')}/{default_out(Catalog().get(name), profile, variant).name}"
     command = ["recplat", "run", name, "--profile", profile] + (["--variant", variant] if variant else [])
-    return shlex.join([*command, "--out", out, *overrides]), out
+    return shlex.join([*command, "--out", out, *(["--mlflow"] if mlflow else []), *overrides]), out
 
 
 def check_transport(address: str, sends_token: bool) -> None:

@@ -38,7 +38,7 @@ def trunk_params(search) -> dict:
     return {key: param for key, param in search.space.items() if key not in search.branch.keys}
 
 
-def run_trunks(plan, resume: bool) -> dict[str, dict] | None:
+def run_trunks(plan, resume: bool, mlflow: bool = False) -> dict[str, dict] | None:
     """Train (or, resuming, finish) every trunk; trunk key -> {trial, params, checkpoint}. None when
     interrupted. A failed trunk stops the sweep before its branches start."""
     from ray import tune
@@ -53,7 +53,7 @@ def run_trunks(plan, resume: bool) -> dict[str, dict] | None:
     print(f"[tune] training {grid_points(params)} trunk run(s) ({' '.join(trunk_overrides(search))}); "
           "the trials branch from them", flush=True)
     space = {key: param.to_tune() for key, param in params.items()}
-    grid = experiment_tuner(plan, trainable, space, resume, trunks=True).fit()
+    grid = experiment_tuner(plan, trainable, space, resume, trunks=True, mlflow=mlflow).fit()
     if interrupted(plan, plan.trunk_path, grid_points(params)):
         return None
     trunks, failed = {}, []

@@ -201,7 +201,7 @@ def _check_metric(plan: SweepPlan, runs: list) -> None:
                               f"(it validates {', '.join(dict.fromkeys(reported)) or 'nothing'})")
 
 
-def build_tuner(plan: SweepPlan, resume: bool, branches: dict[str, str] | None = None):
+def build_tuner(plan: SweepPlan, resume: bool, branches: dict[str, str] | None = None, mlflow: bool = False):
     """A new Tuner, or the restored one (`resume`; run_sweep has checked that a new one replaces
     nothing: check_experiment). `branches`: a branching search's trunks (tune/branch.py), which every trial starts from."""
     from ray import tune
@@ -215,12 +215,13 @@ def build_tuner(plan: SweepPlan, resume: bool, branches: dict[str, str] | None =
     trial = mixture_trial if mixture else run_trial
     trainable = tune.with_resources(tune.with_parameters(trial, sweep=context), dict(plan.search.resources))
     # reuse_actors: a mixture trial's process keeps its loaded model for the next trial
-    return experiment_tuner(plan, trainable, plan.search.param_space(), resume, reuse_actors=mixture)
+    return experiment_tuner(plan, trainable, plan.search.param_space(), resume, reuse_actors=mixture, mlflow=mlflow)
 
 
 def experiment_tuner(plan: SweepPlan, trainable, param_space: dict, resume: bool, trunks: bool = False,
-                     reuse_actors: bool = False):  # fmt: skip
-    """The Tuner of the sweep's experiment (or of its trunks'): restored when `resume` finds it."""
+                     reuse_actors: bool = False, mlflow: bool = False):  # fmt: skip
+    """The Tuner of the sweep's experiment (or of its trunks'): restored when `resume` finds it.
+    `mlflow`: every trial logged to MLflow as it reports (recplat/tracking.py)."""
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -236,7 +237,13 @@ def experiment_tuner(plan: SweepPlan, trainable, param_space: dict, resume: bool
         scheduler=FIFOScheduler() if trunks else search.build_scheduler(plan.max_t),
         reuse_actors=reuse_actors,
     )  # fmt: skip
-    run_config = tune.RunConfig(name=name, storage_path=storage, verbose=1)
+    callbacks = []
+    if mlflow:
+        from recplat.tracking import tracking_uri, trial_logger
+
+        experiment = f"{plan.spec.name} ({plan.profile}, search {plan.search_name}{', trunks' if trunks else ''})"
+        callbacks.append(trial_logger(tracking_uri(plan.out), experiment))
+    run_config = tune.RunConfig(name=name, storage_path=storage, verbose=1, callbacks=callbacks)
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
@@ -253,8 +260,9 @@ def check_experiment(plan: SweepPlan, resume: bool) -> None:
         raise ConfigError(f"{saved[0]}: a sweep is already there: continue it with --resume, or pass another --out")
 
 
-def run_sweep(plan: SweepPlan, resume: bool = False, address: str | None = None):
-    """Prepare the data once, run (or resume) the experiment, write the table and the plots."""
+def run_sweep(plan: SweepPlan, resume: bool = False, address: str | None = None, mlflow: bool = False):
+    """Prepare the data once, run (or resume) the experiment, write the table and the plots;
+    `mlflow`: log every trial to MLflow."""
     from recplat.run import prepare_run
     from recplat.runtime import init_ray
     from recplat.tune.branch import run_trunks
@@ -262,6 +270,10 @@ def run_sweep(plan: SweepPlan, resume: bool = False, address: str | None = None)
     from recplat.tune.results import sweep_table, write_sweep
 
     check_experiment(plan, resume)  # before Ray starts and the data are prepared
+    if mlflow:
+        from recplat.tracking import require_mlflow
+
+        require_mlflow()
     init_ray(address, quiet=False)
     for data_dir in dict.fromkeys(r.data_dir for r in plan.runs):
         print(f"[tune] preparing the data in {data_dir}", flush=True)
@@ -270,10 +282,11 @@ def run_sweep(plan: SweepPlan, resume: bool = False, address: str | None = None)
         train_specific_adapters(plan)
     trunks = None
     if plan.search.branch is not None:
-        trunks = run_trunks(plan, resume)
+        trunks = run_trunks(plan, resume, mlflow)
         if trunks is None:
             return None
-    tuner = build_tuner(plan, resume, {key: trunk["checkpoint"] for key, trunk in (trunks or {}).items()} or None)
+    branches = {key: trunk["checkpoint"] for key, trunk in (trunks or {}).items()} or None
+    tuner = build_tuner(plan, resume, branches, mlflow)
     grid = tuner.fit()
     if interrupted(plan, plan.experiment_path, plan.search.num_samples * grid_points(plan.search.space)):
         return None
@@ -310,4 +323,4 @@ def resume_command(plan: SweepPlan) -> str:
 
 def main(args) -> int:
     plan = plan_sweep(args.name, args.profile, args.search, args.out, args.overrides, storage=args.storage)
-    return 0 if run_sweep(plan, resume=args.resume, address=args.address) is not None else 130
+    return 0 if run_sweep(plan, resume=args.resume, address=args.address, mlflow=args.mlflow) is not None else 130
