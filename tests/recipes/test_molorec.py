@@ -127,8 +127,8 @@ def test_on_the_planted_corpus_the_entropy_mixture_is_as_good_as_g_s_and_a_half_
     smoke scale on CPU with SmolLM2-135M: Θ_g on three source domains, Θ_s on the target, then the
     entropy-chosen mixture. On the same test prompts its NDCG@3 is at least the better of MoLoRec-G
     and MoLoRec-S and at least a fixed 0.5/0.5 mix, each within two standard errors of the paired
-    difference. docs/papers.md (MoLoRec, "on the planted corpus") says what its runs so far measured:
-    not yet the comparison (the first run timed out in its test generation beside other work)."""
+    difference. Passed 2026-12-01 in 28 min alone (NDCG@3: G 0.094, S 0.136, 0.5/0.5 0.136, entropy
+    mixture 0.136 with w_g 0.40; docs/papers.md, MoLoRec "on the planted corpus")."""
     from recplat.config import load_preset, set_dotted
     from recplat.data.config import PrepareConfig
     from recplat.runs import prepared_dataset
