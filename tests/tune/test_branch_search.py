@@ -46,7 +46,7 @@ def test_the_annealing_variants_branch_from_one_stable_phase(ray_local, tmp_path
     best = next(r for r in record["rows"] if r["trial"] == record["best"])
     assert "branch_from" not in record["command"]
     assert main(record["command"].split()[1:] + ["--out", str(tmp_path / "rerun")]) == 0
-    whole, branch = _run_summary(tmp_path / "rerun"), _run_summary(Path(best["trial_dir"]))
+    whole, branch = _run_summary(tmp_path / "rerun" / "run"), _run_summary(Path(best["trial_dir"]))
     assert whole["train"]["history"] == branch["train"]["history"]  # exact floats, steps 2, 4, 6 and after
     assert best["objective"] == branch["train"]["history"][-1]["val_loss"]  # the branch's one validation, at A
     adapters = [load_file(str(Path(s["adapter"]) / "adapter_model.safetensors")) for s in (whole, branch)]
