@@ -245,7 +245,7 @@ STEPS = ["recipe.train.max_steps=4", "recipe.train.eval_every=2"]
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_submit_to_a_local_cluster_end_to_end(ray_head, tmp_path, capsys):
+def test_submit_to_a_local_cluster_end_to_end(ray_head, tmp_path, capsys, monkeypatch):
     """The helpers behind `recplat submit`: the uploaded checkout runs the job, and the results
     land under the storage root, not in the job's working directory (Ray's package cache). The
     job is `recplat run` on the head, so its results are checked as test_run checks a CLI run's."""
@@ -263,6 +263,7 @@ def test_submit_to_a_local_cluster_end_to_end(ray_head, tmp_path, capsys):
     # --mlflow: the run in a file store beside it, with the test metrics of run.json
     from mlflow.tracking import MlflowClient
 
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads its file store only when allowed
     client = MlflowClient(tracking_uri=(out / "mlruns").as_uri())
     (run,) = client.search_runs([client.get_experiment_by_name(f"{SMOKE_JOB[0]} ({SMOKE_JOB[1]})").experiment_id])
     overall = json.loads((out / "run.json").read_text())["runs"]["run"]["summary"]["overall"]

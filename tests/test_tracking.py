@@ -1,5 +1,6 @@
 """MLflow logging (recplat/tracking.py) into a real MLflow file store, read back with MLflow's client."""
 
+import os
 import sys
 
 import pytest
@@ -23,9 +24,9 @@ def test_a_run_is_logged_with_its_config_curves_and_test_metrics(tmp_path, monke
     from mlflow.tracking import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "")  # restored after the test: tracking_uri sets it
     uri = tracking_uri(tmp_path / "run")
-    assert uri == (tmp_path / "run" / "mlruns").as_uri()
+    assert uri == (tmp_path / "run" / "mlruns").as_uri() and os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true"
     first = log_run(uri, "llmrec/table4 (smoke)", "run", {"train": {"lr": 0.1}, "seed": 0}, SUMMARY)
     second = log_run(uri, "llmrec/table4 (smoke)", "run", {"train": {"lr": 0.2}, "seed": 0}, SUMMARY)  # same experiment
     client = MlflowClient(tracking_uri=uri)

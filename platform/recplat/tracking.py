@@ -5,9 +5,9 @@
     MLFLOW_TRACKING_URI=http://mlflow:5000 recplat tune llmrec/fig7_lora_rank --mlflow
 
 Where: MLflow's own MLFLOW_TRACKING_URI when it is set (any tracking server or store), else a local
-file store in the run's (or the sweep's) folder, `mlflow ui --backend-store-uri <out>/mlruns` to
-browse. MLflow 3 keeps its file store in maintenance mode and refuses it unless
-MLFLOW_ALLOW_FILE_STORE=true, which recplat sets for a file store it chose or was given.
+file store in the run's (or the sweep's) folder. MLflow 3 keeps its file store in maintenance mode
+and refuses it unless MLFLOW_ALLOW_FILE_STORE=true, which recplat sets for a file store it chose or
+was given; to browse one: MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri <out>/mlruns.
 
 What: one MLflow run per recplat run (per variant of a sweep) or per Tune trial, in the experiment
 `<job> (<profile>)` (a sweep: `<job> (<profile>, search <name>)`): the config as dotted parameters;

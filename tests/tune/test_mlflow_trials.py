@@ -14,6 +14,7 @@ def test_trials_are_logged_at_the_loops_step_with_mlflow_safe_names(ray_local, t
     from recplat.tracking import tracking_uri, trial_logger
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "")  # restored after the test: tracking_uri sets it
     uri = tracking_uri(tmp_path)
 
     def trainable(config):
