@@ -17,6 +17,7 @@ name>`, the same profile).
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,8 +228,13 @@ def run_job(name: str, profile: str = "paper", variant: str | None = None, out: 
             from recplat.tracking import log_run, tracking_uri
 
             uri, experiment = tracking_uri(plan.out), f"{plan.spec.name} ({profile})"
-            run_id = log_run(uri, experiment, run.subdir, run.config.model_dump(mode="json"), summary.to_json())
-            print(f"[run] {label}: logged to MLflow {uri}, experiment {experiment!r}, run {run_id}", flush=True)
+            try:
+                run_id = log_run(uri, experiment, run.subdir, run.config.model_dump(mode="json"), summary.to_json())
+                print(f"[run] {label}: logged to MLflow {uri}, experiment {experiment!r}, run {run_id}", flush=True)
+            except Exception as exc:  # noqa: BLE001 (the run is in run.json: an unreachable tracking server must not stop the job)
+                reason = (str(exc).strip().splitlines() or [""])[0]
+                print(f"[run] {label}: MLflow logging to {uri} failed ({type(exc).__name__}: {reason}); the run is in "
+                      f"{plan.out / RUN_FILE}", file=sys.stderr, flush=True)
     print(f"[run] done: {plan.out / RUN_FILE} (`recplat report {plan.spec.name} --profile {profile} --out {plan.out}`)",
           flush=True)
     return record
