@@ -28,11 +28,12 @@ class Probe:
         me = ray.get_runtime_context().get_actor_id()
         state = get_actor(me, timeout=30)
         return (state.state if state else None), os.environ.get("RAY_API_SERVER_ADDRESS"), \
-            os.environ.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER")
+            os.environ.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"), os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S")
 
 probe = Probe.options(lifetime="detached", name="probe").remote()
-state, url, preemption = ray.get(probe.ask.remote(), timeout=120)
-print(json.dumps({"state": state, "worker_url": url, "preemption_watcher": preemption, "dashboard": ray._private.worker.get_dashboard_url(),
+state, url, preemption, check = ray.get(probe.ask.remote(), timeout=120)
+print(json.dumps({"state": state, "worker_url": url, "preemption_watcher": preemption, "health_check": check,
+                  "dashboard": ray._private.worker.get_dashboard_url(),
                   "driver_url": os.environ.get("RAY_API_SERVER_ADDRESS")}))
 ray.shutdown()
 """
@@ -42,7 +43,8 @@ ray.shutdown()
 @pytest.mark.timeout(300)
 def test_a_local_ray_finds_its_own_state_api_beside_another_ray(ray_local):
     assert ray_local.is_initialized()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S")}
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=240,
                           env={**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -52,6 +54,7 @@ def test_a_local_ray_finds_its_own_state_api_beside_another_ray(ray_local):
     assert seen["worker_url"] == "http://" + seen["dashboard"]
     assert seen["driver_url"] == "http://user-setting.invalid:1"  # the driver's own setting is kept
     assert seen["preemption_watcher"] == "0"  # no spot-instance notices on a local machine: no watcher actor
+    assert seen["health_check"] == "0.2"  # Ray Train's controller checks its workers every 0.2 s, not 2 s
 
 
 def test_environment_is_restored_after_the_block(monkeypatch):
