@@ -91,14 +91,8 @@ def log_run(uri: str, experiment: str, run_name: str, config: dict[str, Any], su
 
 
 class TrialLogger(MLflowLoggerCallback):
-    """Ray Tune's MLflow logger, at the training loop's optimizer step and with MLflow-safe names."""
-
-    def log_trial_start(self, trial) -> None:
-        run = self._trial_runs.get(trial)
-        if run is None:
-            run = self.mlflow_util.start_run(tags={**(self.tags or {}), "trial_name": str(trial)}, run_name=str(trial))
-            self._trial_runs[trial] = run = run.info.run_id
-        self.mlflow_util.log_params(run_id=run, params_to_log={metric_name(k): v for k, v in trial.config.items()})
+    """Ray Tune's MLflow logger, at the training loop's optimizer step and with MLflow-safe metric
+    names (its parameters are the search's dotted space keys, which MLflow accepts as they are)."""
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         metrics = {metric_name(k): v for k, v in result.items() if _number(v)}

@@ -259,9 +259,8 @@ def train_and_evaluate(name: str, task_factory, data: RankingData, evaluation: R
     from recplat.eval.checkpoints import scoring_cpus
     from recplat.eval.significance import compare_with_run
     from recplat.runtime import init_ray
-    from recplat.train.launch import checkpoint_uri
     from recplat.storage import write_json_atomic
-    from recplat.train.launch import fit
+    from recplat.train.launch import checkpoint_uri, fit
 
     started = time.time()
     init_ray()

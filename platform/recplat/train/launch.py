@@ -186,7 +186,7 @@ def check_branch(cfg: TrainConfig, total_steps: int) -> None:
 
     path = cfg.branch_from if is_remote(cfg.branch_from) else os.path.abspath(os.path.expanduser(cfg.branch_from))
     try:
-        filesystem, root = pafs.FileSystem.from_uri(path) if is_remote(path) else (pafs.LocalFileSystem(), path)
+        filesystem, root = pafs.FileSystem.from_uri(path)
         with filesystem.open_input_stream(f"{root.rstrip('/')}/{STATE_FILE}") as stream:
             state = TrainerState.from_json(stream.read().decode("utf-8"))
     except (OSError, ValueError, TypeError) as exc:
@@ -224,7 +224,8 @@ def fit(task: Task, cfg: TrainConfig, train_data) -> TrainResult:
         best_checkpoint=best,
         best_metrics=best_metrics,
         # the latest checkpoint's path as well: a sweep branches runs from it (tune/branch.py)
-        summary={**(result.return_value or {}), "last_checkpoint": checkpoint_uri(result.checkpoint) if result.checkpoint else None},
+        summary={**(result.return_value or {}),
+                 "last_checkpoint": checkpoint_uri(result.checkpoint) if result.checkpoint else None},
     )
 
 

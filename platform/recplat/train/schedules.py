@@ -9,8 +9,9 @@ CPRec's Warmup-Stable-Annealing (`wsa`, Eq. 2-3) and its no-annealing ablation (
 take their phase ends (W, S) from `TrainConfig.phase_ends` and their floor eta_l from
 `TrainConfig.min_lr`; `schedule_for(cfg, total_steps)` builds any registered schedule from a
 TrainConfig. A run that branches from another run's checkpoint (`TrainConfig.branch_from`: CPRec's
-annealing variants from one stable phase) goes on along its own schedule: `switch_schedule`. Adding a schedule: a class with `__call__(step) -> multiplier` here, registered in
-`SCHEDULES`, its name in `TrainConfig.schedule`.
+annealing variants from one stable phase) goes on along its own schedule: `switch_schedule`.
+Adding a schedule: a class with `__call__(step) -> multiplier` here, registered in `SCHEDULES`, its
+name in `TrainConfig.schedule`.
 """
 
 from __future__ import annotations

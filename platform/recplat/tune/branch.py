@@ -22,7 +22,7 @@ Two Tune experiments, one after the other:
 from __future__ import annotations
 
 from recplat.errors import RecplatError
-from recplat.tune.space import override_text, trunk_key
+from recplat.tune.space import override_text, plain_values, trunk_key
 from recplat.tune.trial import LAST_CHECKPOINT, SweepContext, run_trial
 
 TRUNKS_DIR = "trunks"
@@ -58,7 +58,7 @@ def run_trunks(plan, resume: bool, mlflow: bool = False) -> dict[str, dict] | No
         return None
     trunks, failed = {}, []
     for result in grid:
-        config = {k: v.item() if hasattr(v, "item") else v for k, v in (result.config or {}).items()}
+        config = plain_values(result.config or {})
         checkpoint = (result.metrics or {}).get(LAST_CHECKPOINT)
         if result.error is not None or not checkpoint:
             reason = str(result.error).strip().splitlines()[-1] if result.error is not None else "no checkpoint"

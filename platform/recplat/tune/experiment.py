@@ -203,7 +203,8 @@ def _check_metric(plan: SweepPlan, runs: list) -> None:
 
 def build_tuner(plan: SweepPlan, resume: bool, branches: dict[str, str] | None = None, mlflow: bool = False):
     """A new Tuner, or the restored one (`resume`; run_sweep has checked that a new one replaces
-    nothing: check_experiment). `branches`: a branching search's trunks (tune/branch.py), which every trial starts from."""
+    nothing: check_experiment). `branches`: a branching search's trunks (tune/branch.py), which
+    every trial starts from."""
     from ray import tune
 
     from recplat.tune.mixture import mixture_trial

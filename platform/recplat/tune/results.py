@@ -21,7 +21,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from recplat.tune.space import TIME_ATTR, VARIANT_KEY, trial_overrides
+from recplat.tune.space import TIME_ATTR, VARIANT_KEY, plain_values, trial_overrides
 from recplat.tune.trial import FINAL_KEY, TEST_PREFIX
 
 SWEEP_FILE = "sweep.json"
@@ -55,7 +55,7 @@ def trial_row(result, metric: str, mode: str, configs: dict[str, dict] = {}) -> 
     trial = last.get("trial_id") or _trial_id_from_path(result.path)
     started = last["timestamp"] - last["time_total_s"] if "timestamp" in last and "time_total_s" in last else None
     return {
-        "trial": trial, "status": status, "params": _plain(result.config or configs.get(trial) or {}), "objective": objective,
+        "trial": trial, "status": status, "params": plain_values(result.config or configs.get(trial) or {}), "objective": objective,
         "step": last.get(TIME_ATTR), "curve": curve,
         "test": {k[len(TEST_PREFIX):]: v for k, v in last.items() if k.startswith(TEST_PREFIX)},
         "started_at": started, "finished_at": last.get("timestamp"), "trial_dir": last.get("trial_dir"),
@@ -167,10 +167,6 @@ def _spans_decades(values: list[float]) -> bool:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _plain(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.item() if hasattr(v, "item") else v for k, v in config.items()}
 
 
 def _cell(value: Any, digits: int) -> str:

@@ -265,9 +265,13 @@ def trial_overrides(config: dict[str, Any]) -> tuple[str | None, list[str]]:
     return config.get(VARIANT_KEY), [override_text(k, v) for k, v in config.items() if k != VARIANT_KEY]
 
 
+def plain_values(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's Tune config with Python values (Tune draws numpy scalars)."""
+    return {k: v.item() if hasattr(v, "item") else v for k, v in config.items()}
+
+
 def trunk_key(config: dict[str, Any], branch_keys) -> str:
     """What names a trial's trunk (tune/branch.py): its values of every key but the branch keys."""
     import json
 
-    plain = {k: v.item() if hasattr(v, "item") else v for k, v in config.items() if k not in branch_keys}
-    return json.dumps(plain, sort_keys=True)
+    return json.dumps({k: v for k, v in plain_values(config).items() if k not in branch_keys}, sort_keys=True)
