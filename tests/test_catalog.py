@@ -167,6 +167,20 @@ def test_bad_key_names_the_file_and_the_key(tmp_path, edit, message):
     assert str(info.value).startswith("jobs/llmrec/table4_bert.yaml: ")
 
 
+def test_a_catalog_is_loaded_once_per_process_until_a_job_file_changes(tmp_path):
+    dest = _copy_job(tmp_path)
+    first = Catalog(tmp_path / "jobs")
+    assert Catalog(tmp_path / "jobs").get("llmrec/table4_bert") is first.get("llmrec/table4_bert")  # reused
+    run = first.get("llmrec/table4_bert").resolve("smoke")
+    run.recipe["train"]["max_steps"] = -1  # a resolved run's settings are its own copy, not the loaded job's
+    assert Catalog(tmp_path / "jobs").get("llmrec/table4_bert").resolve("smoke").recipe["train"]["max_steps"] != -1
+    dest.write_text(dest.read_text().replace("description: LLM-Rec", "description: Edited LLM-Rec"))
+    assert Catalog(tmp_path / "jobs").get("llmrec/table4_bert").description.startswith("Edited LLM-Rec")
+    dest.write_text(dest.read_text().replace("status: ready", "stauts: ready"))
+    with pytest.raises(ConfigError, match="stauts: unknown key"):  # an edit that breaks the file is seen too
+        Catalog(tmp_path / "jobs")
+
+
 def test_paper_must_match_folder_and_requires_must_exist(tmp_path):
     dest = _copy_job(tmp_path, "llmrec/fig5_segments")
     with pytest.raises(ConfigError, match=r"fig5_segments.yaml: requires.0: no job named 'llmrec/table4_bert'"):

@@ -194,11 +194,12 @@ def preset_file(name: str):
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """A fresh copy of a preset's plain data (parsed once per process: the catalog resolves
-    hundreds of variants)."""
-    return copy.deepcopy(_parsed_preset(name))
+    """A fresh copy of a preset's plain data."""
+    return copy.deepcopy(parsed_preset(name))
 
 
 @functools.lru_cache(maxsize=None)
-def _parsed_preset(name: str) -> dict[str, Any]:
+def parsed_preset(name: str) -> dict[str, Any]:
+    """A preset's plain data, parsed once per process (the catalog resolves hundreds of variants):
+    shared, so never change it; `load_preset` gives a copy to change."""
     return load_yaml(preset_file(name))
