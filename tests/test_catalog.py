@@ -181,6 +181,18 @@ def test_a_catalog_is_loaded_once_per_process_until_a_job_file_changes(tmp_path)
         Catalog(tmp_path / "jobs")
 
 
+def test_reading_the_catalog_does_not_import_torch():
+    """`recplat jobs list/show` and every plan read TrainConfig, not the training spine: torch (~1.5 s
+    per command) is imported on first use of fit/Task (recplat/train/__init__.py)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from recplat.catalog import Catalog; from recplat.train import TrainConfig; Catalog(); "
+            "print('torch' in sys.modules); from recplat.train import Task, fit; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
+
+
 def test_paper_must_match_folder_and_requires_must_exist(tmp_path):
     dest = _copy_job(tmp_path, "llmrec/fig5_segments")
     with pytest.raises(ConfigError, match=r"fig5_segments.yaml: requires.0: no job named 'llmrec/table4_bert'"):

@@ -11,7 +11,19 @@
 """
 
 from recplat.train.config import TrainConfig
-from recplat.train.launch import TrainResult, fit
-from recplat.train.task import Task
 
 __all__ = ["Task", "TrainConfig", "TrainResult", "fit"]
+
+
+def __getattr__(name: str):
+    """Task, fit and TrainResult import torch and Ray Train on first use: the catalog and the CLI
+    read TrainConfig alone (`recplat jobs list` 2.5 -> 1 s)."""
+    if name in ("fit", "TrainResult"):
+        from recplat.train import launch
+
+        return getattr(launch, name)
+    if name == "Task":
+        from recplat.train.task import Task
+
+        return Task
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
