@@ -236,9 +236,9 @@ def generate_sharded(settings, prompts: Sequence[str], adapter: str | Path | Non
                      batch_size: int = 8, num_actors: int = 2, use_gpu: bool = False,
                      cpus_per_actor: float = 1, actor=GenerationActor, actor_kwargs: dict | None = None,
                      columns: dict[str, pa.Array] | None = None) -> Generated:  # fmt: skip
-    """Greedy answers to `prompts` (in order) from a pool of `num_actors` model actors, the tokens
-    each took, and the actors' peak memory. `settings` is a CausalLMSettings, `adapter` an optional
-    peft folder merged in.
+    """Greedy answers to `prompts` (in order) from a pool of `num_actors` model actors (at most one
+    per batch), the tokens each took, and the actors' peak memory. `settings` is a
+    CausalLMSettings, `adapter` an optional peft folder merged in.
 
     The prompts travel in blocks of `batch_size` rows, one generate call each, so a batch holds
     the same prompts as `batch_size` slices of the list would (and gives the same answers).
@@ -259,7 +259,8 @@ def generate_sharded(settings, prompts: Sequence[str], adapter: str | Path | Non
         fn_constructor_kwargs=dict(settings=settings.model_dump(), adapter=None if adapter is None else str(adapter),
                                    max_new_tokens=max_new_tokens, threads=max(1, int(cpus_per_actor)),
                                    **(actor_kwargs or {})),
-        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=num_actors),
+        batch_size=batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=min(num_actors, len(blocks))),  # no actor loads a model for nothing
         num_cpus=cpus_per_actor, num_gpus=1 if use_gpu else 0,
     ).to_arrow_refs()
     out = pa.concat_tables(ray.get(generated)).sort_by("row")
