@@ -121,14 +121,24 @@ def test_offline_smollm2_converts_once_and_reloads_with_identical_logits(tmp_pat
     key, module, distribution, filename = OFFLINE_GGUF_MODELS["offline:smollm2"]
     gguf_path, version = package_file(module, distribution, filename)
     ids = torch.tensor([smollm2_tokenizer()("Recommend a movie:")["input_ids"]])
-    with torch.no_grad():
-        gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=filename,
-                                                          dtype=torch.float32)
-        reference = gguf_model(input_ids=ids).logits
-    del gguf_model
+    # the reference is transformers' own GGUF reader: the model the conversion loads (kept as it
+    # runs; dequantising the file twice cost ~26 s more)
+    loaded = []
+    gguf_load = AutoModelForCausalLM.from_pretrained
+
+    def keep(*args, **kwargs):
+        loaded.append(gguf_load(*args, **kwargs))
+        return loaded[-1]
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
-    path = resolve_model_name("offline:smollm2")
+    with monkeypatch.context() as patch:
+        patch.setattr(AutoModelForCausalLM, "from_pretrained", keep)
+        path = resolve_model_name("offline:smollm2")
+    (gguf_model,) = loaded
+    assert gguf_model.config.to_dict().get("quantization_config")  # read from the GGUF file
+    with torch.no_grad():
+        reference = gguf_model(input_ids=ids).logits
+    del gguf_model, loaded
     assert path == str(tmp_path / "cache" / f"{key}-{distribution}-{version}")
     written = os.stat(os.path.join(path, "model.safetensors")).st_mtime_ns
     assert converted_gguf_dir(key, module, distribution, filename) == tmp_path / "cache" / os.path.basename(path)
