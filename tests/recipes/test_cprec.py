@@ -16,6 +16,7 @@ from recplat.data import behaviour_corpus as corpus
 from recplat.data.schema import MIXED_SCOPE
 from recplat.errors import ConfigError, DataError
 from recplat.recipes import cprec
+from tests.recipes.test_every_recipe import STEPS, _check_recorded
 
 
 def test_phase_lengths_come_from_the_row_counts_and_the_effective_batch():
@@ -151,6 +152,8 @@ def test_two_workers_switch_data_and_schedule_on_the_same_update(cprec_dataset, 
         "save_after_instances": [4, 8, 100000],  # B = 4: after updates 1 and 2; past the end = final
     })  # fmt: skip
     summary = cprec.run(cfg, trace_dir=str(trace))
+    # CPRec's one run in the default set: its first losses are the recorded ones (test_every_recipe.py)
+    _check_recorded({"cprec": [round(row["train_loss"], 6) for row in summary.train["train_log"]][:STEPS]})
 
     extra = summary.model_extra
     assert extra["phases"] == {"W": 1, "S": 3, "A": 5, "B": 4, "schedule": "wsa", "phase_ends": [1, 3], "data": "phased"}

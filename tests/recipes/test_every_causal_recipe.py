@@ -1,5 +1,5 @@
-"""The causal-LM recipes (MoLoRec, LLaRA, CPRec) through `execute_run` on a TINY random Llama, each
-on its own preprocessing, and their first losses against the recorded ones: the second half of
+"""The causal-LM recipes (MoLoRec, LLaRA; CPRec's run is in test_cprec.py) through `execute_run` on a
+TINY random Llama, each on its own preprocessing, and their first losses against the recorded ones: the second half of
 tests/recipes/test_every_recipe.py (which holds the recorded losses and the run helper), in its
 own file so that `pytest -n 2` runs the two halves side by side."""
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.timeout(1200)
 def test_every_causal_lm_recipe_runs_and_its_first_losses_are_the_recorded_ones(
-    molorec_dataset, llara_dataset, cprec_dataset, tiny_llama_folder, tmp_path
+    molorec_dataset, llara_dataset, tiny_llama_folder, tmp_path
 ):
-    datasets = {"molorec": str(molorec_dataset), "llara": str(llara_dataset), "cprec": str(cprec_dataset)}
+    datasets = {"molorec": str(molorec_dataset), "llara": str(llara_dataset)}
     _check_recorded(_run_all(_causal_lm_configs(datasets, tiny_llama_folder), tmp_path))
