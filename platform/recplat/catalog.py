@@ -341,7 +341,8 @@ class Catalog:
         for path in sorted(self.root.rglob("*.yml")):
             raise ConfigError(f"{path}: name job files *.yaml (not .yml)")
         files = sorted(self.root.rglob("*.yaml"))
-        key = (str(self.root.resolve()), tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+        stats = [path.stat() for path in files]
+        key = (str(self.root.resolve()), tuple((str(p), st.st_mtime_ns, st.st_size) for p, st in zip(files, stats)))
         if key not in _LOADED:
             jobs = {spec.name: spec for spec in (load_job(path, self.root) for path in files)}
             for spec in jobs.values():
