@@ -1,5 +1,6 @@
 """The causal-LM recipes (MoLoRec, LLaRA; CPRec's run is in test_cprec.py) through `execute_run` on a
-TINY random Llama, each on its own preprocessing, and their first losses against the recorded ones: the second half of
+TINY random Llama, each on its own preprocessing, and their first losses against the recorded ones
+(with those of the SASRec LLaRA trains first, test_every_recipe.INLINE): the second half of
 tests/recipes/test_every_recipe.py (which holds the recorded losses and the run helper), in its
 own file so that `pytest -n 2` runs the two halves side by side."""
 

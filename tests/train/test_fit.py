@@ -6,6 +6,8 @@ the launcher's `preserve_order=True` split (same rows, same rank, same order eac
 plus every rank's RNG state (the model has dropout, so RNG restore matters).
 """
 
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,19 @@ def train_data(ray_local, tmp_path_factory):
 def ddp_reference(train_data, tmp_path_factory):
     cfg = TrainConfig(**BASE, storage_path=str(tmp_path_factory.mktemp("runs")), name="reference")
     return fit(RatingTask(), cfg, train_data)
+
+
+def _live_actors_after_the_run(classes: set[str], wait_s: float = 30.0) -> set[str]:
+    """Which of `classes` still have a live actor in this Ray, `wait_s` after a run (Ray ends an
+    actor asynchronously once its last handle is gone)."""
+    from ray.util.state import list_actors
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = {a.class_name for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)} & classes
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.5)
 
 
 def _weights(checkpoint) -> dict[str, torch.Tensor]:
@@ -119,7 +134,12 @@ def test_early_stopping_keeps_the_best_checkpoint(train_data, tmp_path):
     # one worker: early stopping is rank 0's decision; the 2-worker runs above cover the collectives
     cfg = TrainConfig(**{**BASE, "num_workers": 1, "eval_every": 2, "num_to_keep": 1}, max_steps=20, patience=2,
                       storage_path=str(tmp_path), name="early")
+    handler = signal.getsignal(signal.SIGINT)
     result = fit(ScriptedMetricTask([5.0, 3.0, 4.0, 4.0, 1.0]), cfg, train_data)
+    # Ray Train's Ctrl-C handler (which holds the run's controller) is gone: the controller and the
+    # Ray Data actors it owns end with the run
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert _live_actors_after_the_run({"TrainController", "DatasetManager", "SplitCoordinator"}) == set()
     assert result.summary["stopped_early"] is True
     assert (result.summary["step"], result.summary["best"], result.summary["best_step"]) == (8, 3.0, 4)
     assert result.best_metrics["val_loss"] == 3.0

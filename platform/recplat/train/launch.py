@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,7 +207,8 @@ def fit(task: Task, cfg: TrainConfig, train_data) -> TrainResult:
     init_ray()
     trainer = build_trainer(task, cfg, train_data)
     try:
-        result = trainer.fit()
+        with _sigint_handler_kept():
+            result = trainer.fit()
     except TrainingFailedError as exc:
         raise RecplatError(describe_failure(cfg, exc)) from exc
     best = None
@@ -227,6 +230,24 @@ def fit(task: Task, cfg: TrainConfig, train_data) -> TrainResult:
         summary={**(result.return_value or {}),
                  "last_checkpoint": checkpoint_uri(result.checkpoint) if result.checkpoint else None},
     )
+
+
+@contextlib.contextmanager
+def _sigint_handler_kept():
+    """Give the process back its own Ctrl-C handler when the run ends.
+
+    TorchTrainer.fit installs a SIGINT handler (Ctrl-C aborts the run) that holds the run's
+    controller, and leaves it installed: the finished controller, and the Ray Data split actors it
+    owns, would live on until the next run (three idle processes, ~0.6 CPU-s a minute each, and
+    ~0.4 GiB). Restoring the handler releases them as soon as the run ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Ray Train installs no handler outside the main thread (a Tune trial)
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 def describe_failure(cfg: TrainConfig, exc: Exception) -> str:
