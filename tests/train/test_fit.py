@@ -43,13 +43,16 @@ def ddp_reference(train_data, tmp_path_factory):
 
 
 def _live_actors_after_the_run(classes: set[str], wait_s: float = 30.0) -> set[str]:
-    """Which of `classes` still have a live actor in this Ray, `wait_s` after a run (Ray ends an
-    actor asynchronously once its last handle is gone)."""
+    """Which of `classes` still have a live actor of this driver's job, `wait_s` after a run (Ray
+    ends an actor asynchronously once its last handle is gone)."""
+    import ray
     from ray.util.state import list_actors
 
+    context = ray.get_runtime_context()  # this Ray, by address: another may run on the machine
+    mine = [("state", "=", "ALIVE"), ("job_id", "=", context.get_job_id())]
     deadline = time.monotonic() + wait_s
     while True:
-        alive = {a.class_name for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)} & classes
+        alive = {a.class_name for a in list_actors(context.gcs_address, filters=mine, limit=1000)} & classes
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.5)
