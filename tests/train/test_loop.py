@@ -60,3 +60,17 @@ def test_fault_fires_once_per_run_directory(tmp_path):
     assert not again.armed
     again.maybe_fail(3)
     assert not FaultInjector(TrainConfig(storage_path=str(tmp_path)), rank=0).armed
+
+
+def test_each_python_environment_keeps_its_own_deepspeed_op_cache(monkeypatch):
+    """Two venvs sharing one op folder rebuilt DeepSpeed's CPU op each time they took turns."""
+    import os
+    import sys
+
+    from recplat.train.loop import DEFAULT_TORCH_EXTENSIONS_DIR, torch_extensions_dir
+
+    here = torch_extensions_dir()
+    assert os.path.dirname(here) == os.path.expanduser(DEFAULT_TORCH_EXTENSIONS_DIR)
+    assert here == torch_extensions_dir()  # stable for one environment
+    monkeypatch.setattr(sys, "prefix", "/elsewhere/.venv")
+    assert torch_extensions_dir() != here and os.path.dirname(torch_extensions_dir()) == os.path.dirname(here)

@@ -36,6 +36,17 @@ logger = logging.getLogger("recplat.train")
 DEFAULT_TORCH_EXTENSIONS_DIR = "~/.cache/recplat/torch_extensions"
 
 
+def torch_extensions_dir() -> str:
+    """The op cache of this Python environment: DEFAULT_TORCH_EXTENSIONS_DIR/<hash of sys.prefix>.
+    Torch keeps a built op under its name alone and rebuilds it when the compiler flags change,
+    and the flags name the environment's torch and deepspeed folders: two environments sharing one
+    folder (a second venv, a fresh clone's) rebuilt it (1-4 min) each time they took turns."""
+    import hashlib
+
+    key = hashlib.sha256(os.path.realpath(sys.prefix).encode()).hexdigest()[:12]
+    return os.path.join(os.path.expanduser(DEFAULT_TORCH_EXTENSIONS_DIR), key)
+
+
 class InjectedFailure(RuntimeError):
     """Raised by `TrainConfig.fail_at_step` to drill restarts; never in a real run."""
 
@@ -131,7 +142,7 @@ def build_cpu_deepspeed_op() -> None:
     CPU ZeRO-2 run (1 min on two idle cores, ~4 beside other work). `make install` runs it:
     python -c "from recplat.train.loop import build_cpu_deepspeed_op; build_cpu_deepspeed_op()"."""
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser(DEFAULT_TORCH_EXTENSIONS_DIR))
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", torch_extensions_dir())
     from deepspeed.comm.torch import build_shm_op
 
     build_shm_op()
@@ -140,7 +151,7 @@ def build_cpu_deepspeed_op() -> None:
 def _configure_worker(cfg: TrainConfig, rank: int) -> None:
     if cfg.strategy == "deepspeed" and not cfg.use_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser(DEFAULT_TORCH_EXTENSIONS_DIR))
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", torch_extensions_dir())
     # Ray Train logs "Checkpoint successfully created at ..." and "Reporting training result ..." at
     # INFO for every report; our own line per validation says the same, and theirs reach the driver
     # late (after a run's last line). Their warnings and errors still show.
