@@ -243,11 +243,12 @@ def _sigint_handler_kept():
     if threading.current_thread() is not threading.main_thread():
         yield  # Ray Train installs no handler outside the main thread (a Tune trial)
         return
-    handler = signal.getsignal(signal.SIGINT)
+    handler = signal.getsignal(signal.SIGINT)  # None: a handler not set from Python, left as it is
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, handler)
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def describe_failure(cfg: TrainConfig, exc: Exception) -> str:
