@@ -137,12 +137,18 @@ def _cost(seconds: float, samples: int) -> dict[str, float]:
 _RAY_TRAIN_REPORT_LOGGERS = ("ray.train.v2._internal.execution.storage", "ray.train.v2._internal.execution.context")
 
 
+def use_cpu_deepspeed() -> None:
+    """DeepSpeed's CPU accelerator and this environment's op cache, where not set already: before
+    anything imports deepspeed (processes started later, Ray workers among them, inherit them)."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", torch_extensions_dir())
+
+
 def build_cpu_deepspeed_op() -> None:
     """Compile DeepSpeed's CPU communication op into the shared cache now rather than in the first
     CPU ZeRO-2 run (1 min on two idle cores, ~4 beside other work). `make install` runs it:
     python -c "from recplat.train.loop import build_cpu_deepspeed_op; build_cpu_deepspeed_op()"."""
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", torch_extensions_dir())
+    use_cpu_deepspeed()
     from deepspeed.comm.torch import build_shm_op
 
     build_shm_op()
