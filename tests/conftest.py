@@ -23,16 +23,77 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+LOCAL_CPUS = 4  # the logical CPUs of each test process's local Ray
+SHARED_RAY = "RECPLAT_TEST_SHARED_RAY"  # set by the pytest-xdist controller: its Ray's address
+
+
 @pytest.fixture(scope="session")
 def ray_local():
-    """A local Ray shared by every test that needs one (start-up costs seconds; do it once)."""
+    """A local Ray shared by every test that needs one (start-up costs seconds; do it once). Under
+    pytest-xdist (`make test`) every worker joins the one Ray the controller started."""
     import ray
 
     from recplat.runtime import init_ray
 
-    init_ray(num_cpus=4)
+    address = os.environ.get(SHARED_RAY)
+    init_ray(address) if address else init_ray(num_cpus=LOCAL_CPUS)
     yield ray
-    ray.shutdown()
+    ray.shutdown()  # a worker leaves the shared Ray; the controller ends it
+
+
+# --- one local Ray for the whole run under pytest-xdist: each worker starting its own would run a
+# second set of Ray's daemons (gcs, raylet, dashboard, agents, log monitor: ~6 CPU-seconds a minute
+# idle, ~13 to start; docs/benchmarks.md). Before the workers exist, the controller starts a helper
+# process that starts it with recplat's own `init_ray` and is its driver; the workers inherit its
+# address and the environment `init_ray` set. The helper ends the Ray when the controller closes
+# its stdin: at the end of the run, or when the controller's process dies. Four logical CPUs per
+# worker, as each worker's own Ray had: two 2-worker training runs side by side still leave CPUs for
+# the Ray Data tasks feeding them. ---------------------------------------------------------------
+SHARED_RAY_HELPER = """
+import json, os, sys
+from recplat.runtime import init_ray
+before = dict(os.environ)
+init_ray(num_cpus=int(sys.argv[1]))
+import ray
+env = {k: v for k, v in os.environ.items() if before.get(k) != v}
+print(json.dumps({"address": ray.get_runtime_context().gcs_address, "env": env}), flush=True)
+sys.stdin.read()  # until the controller closes it, or dies
+ray.shutdown()
+"""
+
+
+def _start_shared_ray(config) -> None:
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    workers = getattr(config.option, "numprocesses", None) or 0
+    if hasattr(config, "workerinput") or workers < 2 or config.option.collectonly or os.environ.get(SHARED_RAY):
+        return
+    log = tempfile.TemporaryFile(mode="w+")
+    helper = subprocess.Popen([sys.executable, "-c", SHARED_RAY_HELPER, str(LOCAL_CPUS * workers)], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+    line = helper.stdout.readline()
+    if not line:  # each worker starts its own Ray instead
+        helper.wait()
+        log.seek(0)
+        print(f"recplat tests: no shared Ray ({log.read().strip().splitlines()[-1:]}); one per worker")
+        return
+    started = json.loads(line)
+    os.environ.update(started["env"])
+    os.environ[SHARED_RAY] = started["address"]
+    _session["shared_ray"] = helper
+
+
+def pytest_unconfigure(config):  # noqa: ARG001
+    helper = _session.pop("shared_ray", None)
+    if helper is not None:
+        helper.stdin.close()
+        try:
+            helper.wait(timeout=60)
+        except Exception:  # noqa: BLE001
+            helper.kill()
 
 
 PLANNED_JOB = "cprec/table4_zero_shot"
@@ -65,6 +126,7 @@ _started_lock = threading.Lock()  # the watcher thread reads _session["started"]
 
 def pytest_configure(config):
     _session["config"] = config
+    _start_shared_ray(config)
     if hasattr(config, "workerinput") or config.getoption("verbose") > 0:
         return  # an xdist worker's lines are not shown; -v names every test already
     threading.Thread(target=_watch, name="slow-test-watch", daemon=True).start()

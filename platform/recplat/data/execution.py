@@ -46,7 +46,11 @@ class Tasks:
             return refs
         import ray
 
-        return ray.get(refs)
+        try:
+            return ray.get(refs)
+        except BaseException:
+            _end_all(refs if isinstance(refs, list) else [refs])
+            raise
 
     def completed(self, refs: list) -> Iterator[tuple[int, object]]:
         """(position in `refs`, value) as each task finishes (inline: in order)."""
@@ -58,7 +62,27 @@ class Tasks:
         pending = {ref: i for i, ref in enumerate(refs)}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            yield pending.pop(done[0]), ray.get(done[0])
+            try:
+                value = ray.get(done[0])
+            except BaseException:
+                _end_all(list(pending))
+                raise
+            yield pending.pop(done[0]), value
+
+
+# How long a failed prepare waits for its other tasks to stop before it removes its partial folder.
+END_WAIT_S = 60.0
+
+
+def _end_all(refs: list) -> None:
+    """One task failed: cancel the others and wait until none of them runs, so that the failed
+    prepare removes its partial folder only when no task of it can still write there (one that
+    was still writing a bucket's parts made the folder again after it was removed)."""
+    import ray
+
+    for ref in refs:
+        ray.cancel(ref)  # a task that already ended: nothing happens
+    ray.wait(refs, num_returns=len(refs), timeout=END_WAIT_S)
 
 
 def ray_running() -> bool:
