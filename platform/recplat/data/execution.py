@@ -75,13 +75,16 @@ END_WAIT_S = 60.0
 
 
 def _end_all(refs: list) -> None:
-    """One task failed: cancel the others and wait until none of them runs, so that the failed
+    """One task failed: stop the others and wait until none of them runs, so that the failed
     prepare removes its partial folder only when no task of it can still write there (one that
-    was still writing a bucket's parts made the folder again after it was removed)."""
+    was still writing a bucket's parts made the folder again after it was removed). `force`: Ray's
+    gentle cancel raises KeyboardInterrupt in the task, which a SIGINT handler that an earlier task
+    left in the reused worker process swallows (the task then runs to its end); what a stopped
+    task wrote goes with the partial folder."""
     import ray
 
     for ref in refs:
-        ray.cancel(ref)  # a task that already ended: nothing happens
+        ray.cancel(ref, force=True)  # a task that already ended: nothing happens
     ray.wait(refs, num_returns=len(refs), timeout=END_WAIT_S)
 
 
