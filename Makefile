@@ -34,7 +34,8 @@ demo: install
 
 # Two pytest workers (pytest-xdist), each test file on one worker (its module fixtures are made
 # once), files handed out in collection order (tests/conftest.py puts the longest first, so a
-# stuck one shows early; xdist would otherwise start the files with the most tests first); TEST_WORKERS=0 runs in one process.
+# stuck one shows early; xdist would otherwise start the files with the most tests first); the
+# workers share one local Ray that the run starts and ends (tests/conftest.py); TEST_WORKERS=0 runs in one process.
 # The default run leaves out `heavy` and `catalog_smoke`.
 TEST_WORKERS ?= 2
 

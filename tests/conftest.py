@@ -57,6 +57,7 @@ init_ray(num_cpus=int(sys.argv[1]))
 import ray
 env = {k: v for k, v in os.environ.items() if before.get(k) != v}
 print(json.dumps({"address": ray.get_runtime_context().gcs_address, "env": env}), flush=True)
+os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # anything Ray prints later: to the log, not the unread pipe
 sys.stdin.read()  # until the controller closes it, or dies
 ray.shutdown()
 """
