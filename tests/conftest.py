@@ -79,7 +79,8 @@ def _start_shared_ray(config) -> None:
     if not line:  # each worker starts its own Ray instead
         helper.wait()
         log.seek(0)
-        print(f"recplat tests: no shared Ray ({log.read().strip().splitlines()[-1:]}); one per worker")
+        why = (log.read().strip().splitlines() or ["no output"])[-1]
+        print(f"recplat tests: no shared Ray ({why}); each worker starts its own")
         return
     started = json.loads(line)
     os.environ.update(started["env"])
@@ -88,12 +89,14 @@ def _start_shared_ray(config) -> None:
 
 
 def pytest_unconfigure(config):  # noqa: ARG001
+    import subprocess
+
     helper = _session.pop("shared_ray", None)
     if helper is not None:
         helper.stdin.close()
         try:
             helper.wait(timeout=60)
-        except Exception:  # noqa: BLE001
+        except subprocess.TimeoutExpired:
             helper.kill()
 
 
