@@ -80,12 +80,16 @@ def _end_all(refs: list) -> None:
     was still writing a bucket's parts made the folder again after it was removed). `force`: Ray's
     gentle cancel raises KeyboardInterrupt in the task, which a SIGINT handler that an earlier task
     left in the reused worker process swallows (the task then runs to its end); what a stopped
-    task wrote goes with the partial folder."""
+    task wrote goes with the partial folder. Only the tasks still running are cancelled: Ray 2.60's
+    force-cancel of a task that has already ended (the failed one) can trip a check in the driver's
+    Ray core ("Tried to complete task that was not pending"), which kills the process or hangs it
+    (seen in CI: a test stuck for 80 min; tests/data/test_execution.py repeats the case)."""
     import ray
 
-    for ref in refs:
-        ray.cancel(ref, force=True)  # a task that already ended: nothing happens
-    ray.wait(refs, num_returns=len(refs), timeout=END_WAIT_S)
+    _, running = ray.wait(refs, num_returns=len(refs), timeout=0)
+    for ref in running:
+        ray.cancel(ref, force=True)
+    ray.wait(running, num_returns=len(running), timeout=END_WAIT_S)
 
 
 def ray_running() -> bool:
