@@ -35,7 +35,7 @@ def test_a_failed_task_ends_the_others_before_its_error_is_raised(ray_local, tmp
     _, running = ray_local.wait(refs, num_returns=len(refs), timeout=0)
     assert running == []  # the other task no longer runs: stopped, 60 s before it would write
     # only it was cancelled: force-cancelling the failed task, which had ended, can kill or hang
-    # this process in Ray's core (CI hung 80 min here; docs/stack.md)
+    # this process in Ray's core (CI hung 78 min here; docs/stack.md)
     assert cancelled == [refs[0]]
     time.sleep(1)
     assert not late.exists()

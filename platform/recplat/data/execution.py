@@ -83,7 +83,7 @@ def _end_all(refs: list) -> None:
     task wrote goes with the partial folder. Only the tasks still running are cancelled: Ray 2.60's
     force-cancel of a task that has already ended (the failed one) can trip a check in the driver's
     Ray core ("Tried to complete task that was not pending"), which kills the process or hangs it
-    (seen in CI: a test stuck for 80 min; tests/data/test_execution.py repeats the case)."""
+    (seen in CI: a test stuck for 78 min; tests/data/test_execution.py repeats the case)."""
     import ray
 
     _, running = ray.wait(refs, num_returns=len(refs), timeout=0)
