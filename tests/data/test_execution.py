@@ -25,7 +25,12 @@ def _write_late(started: str, late: str):
 @pytest.mark.parametrize("how", ["get", "completed"])
 def test_a_failed_task_ends_the_others_before_its_error_is_raised(ray_local, tmp_path, monkeypatch, how):
     cancelled, cancel = [], ray_local.cancel
-    monkeypatch.setattr(ray_local, "cancel", lambda ref, **kwargs: (cancelled.append(ref), cancel(ref, **kwargs))[1])
+
+    def recorded_cancel(ref, **kwargs):
+        cancelled.append(ref)
+        return cancel(ref, **kwargs)
+
+    monkeypatch.setattr(ray_local, "cancel", recorded_cancel)
     run = Tasks(on_ray=True)
     started, late = str(tmp_path / "started"), tmp_path / "late"
     # no CPUs asked: both run at once even while other work holds the local Ray's CPUs
